@@ -1,0 +1,41 @@
+# The README's two commands: `make run` and `make test`. Both install first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch: an unpinned torch would pull a multi-GB CUDA build on a CPU machine.
+TORCH_SPEC ?= torch==2.13.0
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint models bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/dgs sample --model moons-plain --n 10
+
+test: install
+	$(BIN)/ruff check service tests
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check service tests
+	$(BIN)/ruff format --check service tests
+	$(BIN)/lint-imports
+
+# Retrain every shipped model with the paper's settings (about 2 minutes each on 2 CPU cores).
+models: install
+	$(BIN)/dgs train --dataset all --objective plain --quiet --out model_store
+	$(BIN)/dgs train --dataset all --objective density --quiet --out model_store
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

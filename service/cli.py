@@ -1,0 +1,113 @@
+"""`dgs`: the one command line. Each sub-command parses its flags and calls one function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from service.core.data import DATASETS
+from service.core.guidance import VARIANTS
+
+
+def _train(args: argparse.Namespace) -> int:
+    from service.worker.recipes import train_config
+    from service.worker.train import train
+
+    config = train_config(
+        args.recipe, args.objective, steps=args.steps, seed=args.seed, kl_samples=args.kl_samples
+    )
+    datasets = sorted(DATASETS) if args.dataset == "all" else [args.dataset]
+    for dataset in datasets:
+        manifest = train(dataset, config, out=args.out, name=args.name, progress=not args.quiet)
+        summary = {
+            k: manifest.get(k)
+            for k in (
+                "name",
+                "recipe",
+                "train_seconds",
+                "final_loss",
+                "eval_loss",
+                "kl_bits",
+                "mean_log_p_hat",
+                "log_p_hat_runaway",
+                "sha256",
+            )
+        }
+        print(json.dumps(summary))
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from service.core.device import pick_device
+    from service.core.sampling import sample
+    from service.core.store import CheckpointStore
+
+    model = CheckpointStore(args.model_store).load_ready(args.model, pick_device(args.device))
+    result = sample(model, args.variant, args.scale, args.n, args.seed, args.steps)
+    print(
+        json.dumps(
+            {
+                "model": model.name,
+                "sha256": model.sha256,
+                "variant": result.variant,
+                "scale": result.scale,
+                "n": args.n,
+                "seed": result.seed,
+                "nonfinite": result.nonfinite,
+                "seconds": round(result.seconds, 4),
+                "first_samples": result.samples[:5].tolist(),
+            }
+        )
+    )
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from service.worker.recipes import OBJECTIVES, RECIPES
+
+    p = sub.add_parser("train", help="train a denoiser and write it to the model store")
+    p.add_argument("--dataset", required=True, choices=[*sorted(DATASETS), "all"])
+    p.add_argument("--objective", default="plain", choices=OBJECTIVES)
+    p.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
+    p.add_argument("--steps", type=int, default=None, help="default: the recipe's (10,000)")
+    p.add_argument("--seed", type=int, default=None, help="default: the recipe's (0)")
+    p.add_argument("--kl-samples", type=int, default=None, help="baseline samples for the KL")
+    p.add_argument("--out", default="model_store", help="model store folder")
+    p.add_argument("--name", default=None, help="model id (default: <dataset>-<objective>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
+
+
+def _add_sample(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="sample offline from one model of the store")
+    p.add_argument("--model", required=True, help="model id, e.g. moons-plain")
+    p.add_argument("--model-store", default="model_store")
+    p.add_argument("--variant", default="baseline", choices=sorted(VARIANTS))
+    p.add_argument("--scale", type=float, default=None)
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_sample)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_sample]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dgs", description="density-guidance-service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError) as e:
+        print(f"dgs {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""A denoiser made ready to sample: weights on a device, its schedule, and its cached time table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from service.core.network import Denoiser
+from service.core.schedule import Schedule, make_schedule
+
+
+class GuidanceUnavailable(ValueError):
+    """A guided variant was asked of a model whose density head was never trained."""
+
+
+@dataclass(frozen=True)
+class ReadyModel:
+    name: str  # store id, e.g. "moons-density"
+    network: Denoiser
+    schedule: Schedule
+    manifest: dict[str, Any]
+    device: torch.device
+    time_table: torch.Tensor  # (T, hidden): the first layer's time share per timestep
+    _respaced: dict[int, Schedule] = field(default_factory=dict, repr=False, compare=False)
+
+    def schedule_for(self, steps: int | None) -> Schedule:
+        """The full schedule, or its respacing to `steps` reverse steps (built once, cached)."""
+        if steps is None or steps == self.schedule.num_steps:
+            return self.schedule
+        if steps not in self._respaced:
+            self._respaced[steps] = make_schedule(self.schedule.config, steps).to(self.device)
+        return self._respaced[steps]
+
+    @property
+    def sha256(self) -> str:
+        return self.manifest["sha256"]
+
+    @property
+    def dataset(self) -> str:
+        return self.manifest["dataset"]
+
+    @property
+    def objective(self) -> str:
+        return self.manifest["training"]["objective"]
+
+    @property
+    def density_trained(self) -> bool:
+        return self.objective == "density"
+
+
+def make_ready(
+    name: str,
+    network: Denoiser,
+    schedule: Schedule,
+    manifest: dict[str, Any],
+    device: torch.device | str = "cpu",
+) -> ReadyModel:
+    device = torch.device(device)
+    network = network.to(device).eval().requires_grad_(False)
+    schedule = schedule.to(device)
+    with torch.no_grad():
+        steps = torch.arange(schedule.num_timesteps, device=device)
+        table = network.time_hidden(steps).contiguous()
+    return ReadyModel(name, network, schedule, manifest, device, table)
+
+
+def require_density_head(model: ReadyModel, variant_name: str, needs_gradient: bool) -> None:
+    if needs_gradient and not model.density_trained:
+        raise GuidanceUnavailable(
+            f"variant {variant_name!r} needs a model trained with the density objective; "
+            f"model {model.name!r} was trained with {model.objective!r}, so its density head "
+            "is untrained"
+        )

@@ -1,0 +1,241 @@
+"""Ancestral DDPM sampling (SPEC.md "Noise schedule and DDPM sampling"), guided or not.
+
+Rows live in chunks (`RowChunk`, at most CHUNK_ROWS rows of one request). `advance` runs one
+reverse step for any set of chunks, each at its own position, from any mix of requests and
+variants: the offline `sample()` here and the service's step-level batcher both call it, so a
+request gives the same numbers whether it ran alone or batched with others.
+
+Reproducibility: each chunk draws its initial x and every step's noise from its own generator
+seeded by (seed, chunk index), so its numbers never depend on what ran beside it or when.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from service.core.guidance import Variant, get_variant, guided_eps, resolve_scale
+from service.core.model import ReadyModel, require_density_head
+from service.core.network import split_output
+
+CHUNK_ROWS = 256
+# CPU GEMM kernels for fewer than ~12 rows round differently from the large-batch kernels;
+# padding every forward to at least this many rows keeps a row's result independent of its batch.
+MIN_FORWARD_ROWS = 16
+# Per-position parameters of a plan, one row of floats each (see Plan.rows):
+# ddpm_step's 5 coefficients, then the network's t, gamma_t, and the gradient EMA weight.
+COEF, T_COL, GAMMA_COL, ALPHA_COL = slice(0, 5), 5, 6, 7
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """A well-mixed 63-bit seed for chunk `index` of a request seeded with `seed`."""
+    state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1]))
+
+
+def chunk_sizes(n: int, chunk_rows: int = CHUNK_ROWS) -> list[int]:
+    return [min(chunk_rows, n - start) for start in range(0, n, chunk_rows)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything fixed about a request's reverse process, one row of floats per position k."""
+
+    variant: Variant
+    scale: float
+    num_steps: int
+    rows: list[list[float]]  # rows[k] = [5 step coefficients, t, gamma_t, alpha]
+
+    @property
+    def needs_gradient(self) -> bool:
+        return self.variant.needs_gradient
+
+
+def make_plan(
+    model: ReadyModel, variant: str, scale: float | None = None, steps: int | None = None
+) -> Plan:
+    """Check the request against the model and precompute its per-position parameters."""
+    v = get_variant(variant)
+    require_density_head(model, v.name, v.needs_gradient)
+    used_scale = resolve_scale(v, scale)
+    s = model.schedule_for(steps)
+    gamma = v.gamma(s.timesteps.cpu(), s.num_timesteps, used_scale)
+    alpha = v.smoothing or 0.0
+    columns = torch.stack(
+        [
+            s.sqrt_inv_alpha_bar.cpu(),
+            s.sqrt_inv_alpha_bar_minus_one.cpu(),
+            s.posterior_mean_coef1.cpu(),
+            s.posterior_mean_coef2.cpu(),
+            s.posterior_std.cpu(),
+            s.timesteps.cpu().float(),
+            gamma.float(),
+            torch.full((s.num_steps,), alpha),
+        ],
+        dim=1,
+    )
+    return Plan(v, used_scale, s.num_steps, columns.tolist())
+
+
+@dataclass
+class RowChunk:
+    """Up to CHUNK_ROWS rows of one request, with their own random stream and guidance state."""
+
+    plan: Plan
+    rows: int
+    generator: torch.Generator
+    device: torch.device
+    position: int  # the next position k to run, counting down; -1 when finished
+    x: torch.Tensor | None = None  # (rows, 2); drawn at the first step
+    grad_state: torch.Tensor | None = field(default=None, repr=False)  # smoothed gradient
+
+    @property
+    def done(self) -> bool:
+        return self.position < 0
+
+    @property
+    def started(self) -> bool:
+        return self.x is not None
+
+    def draw(self) -> torch.Tensor:
+        return torch.randn(self.rows, 2, generator=self.generator, device=self.device)
+
+
+def make_chunks(plan: Plan, n: int, seed: int, device: torch.device) -> list[RowChunk]:
+    return [
+        RowChunk(
+            plan,
+            rows,
+            torch.Generator(device=device).manual_seed(chunk_seed(seed, i)),
+            device,
+            plan.num_steps - 1,
+        )
+        for i, rows in enumerate(chunk_sizes(n))
+    ]
+
+
+def ddpm_step(
+    x: torch.Tensor, eps: torch.Tensor, noise: torch.Tensor, coef: torch.Tensor
+) -> torch.Tensor:
+    """One reverse step with per-row coefficients: x, eps, noise (B, 2); coef (B, 5).
+
+    x0_hat = x / sqrt(ab) - sqrt(1/ab - 1) eps; mean = c1 x0_hat + c2 x; + std z (std 0 at t=0).
+    """
+    x0_hat = coef[:, 0:1] * x - coef[:, 1:2] * eps
+    mean = coef[:, 2:3] * x0_hat + coef[:, 3:4] * x
+    return mean + coef[:, 4:5] * noise
+
+
+def _pad(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    rows = x.shape[0]
+    if rows >= MIN_FORWARD_ROWS:
+        return x, t, rows
+    extra = MIN_FORWARD_ROWS - rows
+    return torch.cat([x, x.new_zeros(extra, 2)]), torch.cat([t, t.new_zeros(extra)]), rows
+
+
+def model_eps(
+    model: ReadyModel, x: torch.Tensor, t: torch.Tensor, with_gradient: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Noise prediction (B, 2) and, if asked, grad_x log p_hat (B, 2) from one backward pass."""
+    xp, tp, rows = _pad(x, t)
+    t_hidden = model.time_table[tp]
+    if not with_gradient:
+        with torch.no_grad():
+            eps, _ = split_output(model.network(xp, tp, t_hidden))
+        return eps[:rows], None
+    with torch.enable_grad():
+        xp = xp.detach().requires_grad_(True)
+        eps, log_p = split_output(model.network(xp, tp, t_hidden))
+        # Rows are independent, so the gradient of the sum is every row's own gradient.
+        (grad,) = torch.autograd.grad(log_p.sum(), xp)
+    return eps.detach()[:rows], grad[:rows]
+
+
+def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
+    """Run one reverse step for every chunk, each at its own position, in batched passes.
+
+    Guided rows share one forward + one backward pass; baseline rows one forward, no graph.
+    """
+    guided = [c for c in chunks if c.plan.needs_gradient]
+    n_guided = sum(c.rows for c in guided)
+    ordered = guided + [c for c in chunks if not c.plan.needs_gradient]
+    sizes = [c.rows for c in ordered]
+    total = sum(sizes)
+    dev = model.device
+    for c in ordered:
+        if c.x is None:
+            c.x = c.draw()
+    params = torch.tensor([c.plan.rows[c.position] for c in ordered], device=dev)
+    repeats = torch.tensor(sizes, device=dev)
+    per_row = params.repeat_interleave(repeats, dim=0, output_size=total)  # (B, 8)
+    x = torch.cat([c.x for c in ordered])
+    t = per_row[:, T_COL].long()
+    eps_parts, new_state = [], None
+    if n_guided:
+        eps, grad = model_eps(model, x[:n_guided], t[:n_guided], with_gradient=True)
+        previous = torch.cat(
+            [x.new_zeros(c.rows, 2) if c.grad_state is None else c.grad_state for c in guided]
+        )
+        gamma = per_row[:n_guided, GAMMA_COL : GAMMA_COL + 1]
+        alpha = per_row[:n_guided, ALPHA_COL : ALPHA_COL + 1]
+        eps, new_state = guided_eps(eps, grad, gamma, alpha, previous)
+        eps_parts.append(eps)
+    if total > n_guided:
+        eps, _ = model_eps(model, x[n_guided:], t[n_guided:], with_gradient=False)
+        eps_parts.append(eps)
+    noise = torch.cat([c.draw() for c in ordered])
+    x_next = ddpm_step(x, torch.cat(eps_parts), noise, per_row[:, COEF])
+    for c, part in zip(ordered, x_next.split(sizes), strict=True):
+        c.x = part
+        c.position -= 1
+    if new_state is not None:
+        for c, state in zip(guided, new_state.split(sizes[: len(guided)]), strict=True):
+            if c.plan.variant.has_state:
+                c.grad_state = state
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    samples: np.ndarray  # (n, 2) float32; non-finite rows kept as they are
+    nonfinite: int  # rows with any non-finite coordinate
+    seconds: float  # wall time of the whole reverse process
+    variant: str
+    scale: float
+    seed: int
+    model: str
+
+
+def count_nonfinite(samples: np.ndarray) -> int:
+    return int((~np.isfinite(samples).all(axis=1)).sum())
+
+
+def collect(chunks: list[RowChunk]) -> np.ndarray:
+    """The finished chunks' rows, in request order, as float32 (n, 2) on the host."""
+    return torch.cat([c.x for c in chunks]).cpu().numpy().astype(np.float32, copy=False)
+
+
+def sample(
+    model: ReadyModel,
+    variant: str = "baseline",
+    scale: float | None = None,
+    n: int = 1000,
+    seed: int = 0,
+    steps: int | None = None,
+) -> SampleResult:
+    """Sample n points with `variant` at `scale` (its default when None) in `steps` steps (T)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    plan = make_plan(model, variant, scale, steps)
+    start = time.perf_counter()
+    chunks = make_chunks(plan, n, seed, model.device)
+    for _ in range(plan.num_steps):
+        advance(model, chunks)
+    out = collect(chunks)  # syncs the device
+    seconds = time.perf_counter() - start
+    return SampleResult(
+        out, count_nonfinite(out), seconds, plan.variant.name, plan.scale, seed, model.name
+    )

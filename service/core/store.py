@@ -1,0 +1,182 @@
+"""The checkpoint store: a folder per model, `<store>/<name>/{weights.safetensors, manifest.json}`.
+
+Checkpoints describe themselves: the manifest carries the network and schedule configs and the
+sha256 of the weights file. Every file is written to a temporary name and renamed into place,
+and `load` checks the manifest, the hash and the tensor names and shapes before it returns a
+network, so a torn, corrupt or mismatched checkpoint raises `CheckpointError` and is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from service.core.data import DATASETS
+from service.core.model import ReadyModel, make_ready
+from service.core.network import Denoiser, DenoiserConfig
+from service.core.schedule import BETA_SCHEDULES, ScheduleConfig, make_schedule
+
+WEIGHTS = "weights.safetensors"
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "name", "dataset", "model", "schedule", "training", "sha256")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str
+    network: Denoiser  # on the CPU, eval mode
+    schedule: ScheduleConfig
+    manifest: dict[str, Any]
+    path: Path
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _config_from(cls: type, values: Any, what: str, path: Path) -> Any:
+    names = {f.name for f in fields(cls)}
+    if not isinstance(values, dict) or set(values) - names:
+        raise CheckpointError(f"{path}: {what} config has unknown keys or is not an object")
+    return cls(**values)
+
+
+class CheckpointStore:
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    def names(self) -> list[str]:
+        """Every folder that holds a manifest, sorted; whether it loads is `load`'s business."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.root.glob(f"*/{MANIFEST}"))
+
+    def path(self, name: str) -> Path:
+        if not NAME_PATTERN.match(name):
+            raise ValueError(f"invalid model name {name!r}: use lowercase letters, digits, - _ .")
+        return self.root / name
+
+    def read_manifest(self, name: str) -> dict[str, Any]:
+        path = self.path(name) / MANIFEST
+        try:
+            manifest = json.loads(path.read_text())
+        except FileNotFoundError as e:
+            raise CheckpointError(f"{path}: missing") from e
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"{path}: unreadable manifest ({e})") from e
+        missing = (
+            [k for k in REQUIRED_KEYS if k not in manifest]
+            if isinstance(manifest, dict)
+            else REQUIRED_KEYS
+        )
+        if missing:
+            raise CheckpointError(f"{path}: manifest lacks {list(missing)}")
+        if manifest["format_version"] != FORMAT_VERSION:
+            raise CheckpointError(
+                f"{path}: format_version {manifest['format_version']}, expected {FORMAT_VERSION}"
+            )
+        return manifest
+
+    def load(self, name: str) -> Checkpoint:
+        """Verify and load one checkpoint; raises CheckpointError naming the file on any fault."""
+        folder = self.path(name)
+        manifest = self.read_manifest(name)
+        mpath = folder / MANIFEST
+        if manifest["dataset"] not in DATASETS:
+            raise CheckpointError(f"{mpath}: unknown dataset {manifest['dataset']!r}")
+        model_cfg = _config_from(DenoiserConfig, manifest["model"], "model", mpath)
+        schedule_cfg = _config_from(ScheduleConfig, manifest["schedule"], "schedule", mpath)
+        if schedule_cfg.kind not in BETA_SCHEDULES:
+            raise CheckpointError(f"{mpath}: unknown schedule kind {schedule_cfg.kind!r}")
+        wpath = folder / WEIGHTS
+        try:
+            data = wpath.read_bytes()
+        except OSError as e:
+            raise CheckpointError(f"{wpath}: cannot read ({e})") from e
+        digest = sha256_bytes(data)
+        if digest != manifest["sha256"]:
+            raise CheckpointError(
+                f"{wpath}: sha256 {digest[:12]}... does not match the manifest's "
+                f"{str(manifest['sha256'])[:12]}... (corrupt, tampered or half-written)"
+            )
+        try:
+            tensors = load_safetensors(data)
+        except Exception as e:  # safetensors raises its own error types
+            raise CheckpointError(f"{wpath}: not a valid safetensors file ({e})") from e
+        network = Denoiser(model_cfg)
+        expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in tensors.items()}
+        if expected != found:
+            diff = sorted(set(expected.items()) ^ set(found.items()))[:4]
+            raise CheckpointError(f"{wpath}: tensors do not match the model config: {diff}")
+        if not all(torch.isfinite(v).all() for v in tensors.values()):
+            raise CheckpointError(f"{wpath}: weights hold non-finite values")
+        network.load_state_dict(tensors, strict=True)
+        return Checkpoint(name, network.eval(), schedule_cfg, manifest, folder)
+
+    def load_ready(self, name: str, device: torch.device | str = "cpu") -> ReadyModel:
+        """`load`, then move to `device` with the schedule and time table ready to sample."""
+        ckpt = self.load(name)
+        return make_ready(name, ckpt.network, make_schedule(ckpt.schedule), ckpt.manifest, device)
+
+    def save(
+        self,
+        name: str,
+        network: Denoiser,
+        schedule: ScheduleConfig,
+        dataset: str,
+        training: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+        files: dict[str, bytes] | None = None,
+    ) -> dict[str, Any]:
+        """Write weights, side files, then the manifest (last: it makes the checkpoint visible)."""
+        folder = self.path(name)
+        state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
+        data = save_safetensors(state, metadata={"name": name, "dataset": dataset})
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "name": name,
+            "dataset": dataset,
+            "model": asdict(network.config),
+            "schedule": asdict(schedule),
+            "training": training,
+            "sha256": sha256_bytes(data),
+            "weights_bytes": len(data),
+            **(extra or {}),
+        }
+        write_atomic(folder / WEIGHTS, data)
+        for fname, content in (files or {}).items():
+            write_atomic(folder / fname, content)
+        write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+        return manifest

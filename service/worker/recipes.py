@@ -1,0 +1,69 @@
+"""Training recipes: the paper's (SPEC.md "Training") and ours. Each is a pair of frozen configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from service.core.network import DenoiserConfig
+from service.core.schedule import ScheduleConfig
+
+OBJECTIVES = ("plain", "density")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    objective: str = "plain"  # plain: mse(eps_hat, eps); density: the paper's eq. 4
+    recipe: str = "paper"
+    steps: int = 10_000
+    batch_size: int = 256
+    lr: float = 3e-4
+    weight_decay: float = 0.01  # AdamW's library default
+    warmup_steps: int = 0  # linear warm-up, then cosine decay to 0 over the rest of the run
+    grad_clip: float = 0.5
+    ema_decay: float = 0.995  # the cap on the EMA decay
+    ema_start: int = 100  # plain copies until this step
+    ema_every: int = 10
+    ema_power: float = 2 / 3  # decay warm-up d = 1 - (1 + step - start)^(-power)
+    density_lambda: float = 0.01  # lambda_t = density_lambda * (1 - t/T)
+    seed: int = 0
+    eval_batch: int = 10_000
+    kl_samples: int = 10_000
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    train: TrainConfig
+    schedule: ScheduleConfig
+    model: DenoiserConfig
+
+
+RECIPES: dict[str, Recipe] = {
+    "paper": Recipe(
+        "paper",
+        "The paper's and the reference's settings (SPEC.md Training), 10,000 steps.",
+        TrainConfig(),
+        ScheduleConfig(),
+        DenoiserConfig(),
+    ),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; valid: {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+def train_config(recipe: str, objective: str, **overrides: object) -> TrainConfig:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; valid: {list(OBJECTIVES)}")
+    base = get_recipe(recipe).train
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(base, objective=objective, recipe=recipe, **given)
+
+
+def model_name(dataset: str, objective: str, recipe: str) -> str:
+    """`moons-plain` for the paper recipe, `moons-plain-improved` for another."""
+    return f"{dataset}-{objective}" if recipe == "paper" else f"{dataset}-{objective}-{recipe}"

@@ -1,0 +1,184 @@
+"""The training worker: fit one denoiser, evaluate it, and write it to the checkpoint store.
+
+Reads like the recipe of SPEC.md "Training": shuffled epochs of the 100,000 points, AdamW with a
+cosine-decayed learning rate, gradient clipping, an EMA of the weights, and one of two
+objectives. The paper's density objective (eq. 4) is unbounded below; we train it as written and
+report what it does (the loss log and the manifest carry the mean log p_hat), never patch it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import platform
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from service.core.data import get_dataset
+from service.core.evaluation import evaluate
+from service.core.model import make_ready
+from service.core.network import Denoiser, split_output
+from service.core.schedule import Schedule, add_noise, make_schedule
+from service.core.store import CheckpointStore
+from service.worker.ema import EMA
+from service.worker.recipes import TrainConfig, get_recipe, model_name
+
+LOG_COLUMNS = ("step", "loss", "mse", "mean_log_p", "lr", "grad_norm")
+# mean log p_hat above this means the density head is running away (SPEC.md: ~7e5 at the end)
+RUNAWAY_LOG_P = 1e3
+
+
+def objective_loss(
+    config: TrainConfig, schedule: Schedule, out: torch.Tensor, eps: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (loss, noise mse, mean log p_hat). density: mse - mean(lambda_t log p_hat), eq. 4."""
+    eps_hat, log_p = split_output(out)
+    mse = F.mse_loss(eps_hat, eps)
+    if config.objective == "plain":
+        return mse, mse, log_p.mean()
+    lam = config.density_lambda * (1 - t.float() / schedule.num_timesteps)
+    return mse - (lam * log_p).mean(), mse, log_p.mean()
+
+
+def lr_factor(config: TrainConfig, step: int) -> float:
+    """Linear warm-up over warmup_steps, then cosine decay to 0 at the last step."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator):
+    """Shuffled epochs without end, the last batch of an epoch possibly short (a DataLoader's)."""
+    while True:
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(data), batch_size):
+            yield data[order[start : start + batch_size]]
+
+
+@torch.no_grad()
+def eval_loss(
+    network: Denoiser, schedule: Schedule, data: torch.Tensor, config: TrainConfig
+) -> tuple[float, float]:
+    """Noise MSE over the whole dataset with fresh noise and timesteps; also mean log p_hat."""
+    g = torch.Generator().manual_seed(config.seed + 1)
+    network.eval()
+    losses, log_ps = [], []
+    for start in range(0, len(data), config.eval_batch):
+        x0 = data[start : start + config.eval_batch]
+        eps = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, schedule.num_timesteps, (len(x0),), generator=g)
+        eps_hat, log_p = split_output(network(add_noise(schedule, x0, eps, t), t))
+        losses.append(F.mse_loss(eps_hat, eps).item())
+        log_ps.append(log_p.mean().item())
+    network.train()
+    return float(np.mean(losses)), float(np.mean(log_ps))
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("torch", "numpy", "scipy", "safetensors", "density-guidance-service"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "unknown"
+    return found
+
+
+def loss_csv(rows: list[tuple]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(LOG_COLUMNS)
+    for step, *values in rows:
+        writer.writerow([step, *(f"{v:.6g}" for v in values)])
+    return buf.getvalue().encode()
+
+
+def train(
+    dataset: str,
+    config: TrainConfig,
+    out: str | Path = "model_store",
+    name: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train, evaluate and save one model; returns its manifest."""
+    recipe = get_recipe(config.recipe)
+    torch.manual_seed(config.seed)
+    schedule = make_schedule(recipe.schedule)
+    data = torch.from_numpy(get_dataset(dataset))
+    network = Denoiser(recipe.model)
+    ema = EMA(network, config)
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
+    g = torch.Generator().manual_seed(config.seed)
+    rows: list[tuple] = []
+    bar = tqdm(total=config.steps, desc=f"train {dataset}/{config.objective}", disable=not progress)
+    start = time.perf_counter()
+    for step, x0 in zip(range(config.steps), batches(data, config.batch_size, g), strict=False):
+        eps = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, schedule.num_timesteps, (len(x0),), generator=g)
+        loss, mse, log_p = objective_loss(
+            config, schedule, network(add_noise(schedule, x0, eps, t), t), eps, t
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        ema.update(network, step)
+        rows.append((step, loss.item(), mse.item(), log_p.item(), lr, grad_norm.item()))
+        if step % 100 == 0 or step == config.steps - 1:
+            runaway = " RUNAWAY log p_hat" if abs(rows[-1][3]) > RUNAWAY_LOG_P else ""
+            bar.set_postfix_str(
+                f"loss={rows[-1][1]:.4g} mse={rows[-1][2]:.4f} log_p={rows[-1][3]:.3g}{runaway}"
+            )
+        bar.update(1)
+    bar.close()
+    train_seconds = time.perf_counter() - start
+
+    final_eval_loss, eval_log_p = eval_loss(network, schedule, data, config)
+    name = name or model_name(dataset, config.objective, config.recipe)
+    ready = make_ready(name, ema.model, schedule, {"dataset": dataset, "training": asdict(config)})
+    kl = evaluate(ready, "baseline", n=config.kl_samples, seed=config.seed)
+    tail = rows[-100:]
+    extra = {
+        "recipe": config.recipe,
+        "train_seconds": round(train_seconds, 2),
+        "final_loss": float(np.mean([r[1] for r in tail])),  # mean of the last 100 steps
+        "final_mse": float(np.mean([r[2] for r in tail])),
+        "eval_loss": final_eval_loss,
+        "mean_log_p_hat": eval_log_p,
+        "max_abs_log_p_hat_train": float(max(abs(r[3]) for r in rows)),
+        "log_p_hat_runaway": bool(max(abs(r[3]) for r in rows) > RUNAWAY_LOG_P),
+        "kl_bits": kl.kl_bits,  # baseline (unguided) samples from the EMA weights
+        "kl_samples": kl.n,
+        "kl_seed": kl.seed,
+        "kl_nonfinite": kl.nonfinite,
+        "sampling_seconds": round(kl.sampling_seconds, 4),
+        "versions": versions(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "loss_log": "loss.csv",
+    }
+    store = CheckpointStore(out)
+    return store.save(
+        name,
+        ema.model,
+        recipe.schedule,
+        dataset,
+        training=asdict(config),
+        extra=extra,
+        files={"loss.csv": loss_csv(rows)},
+    )

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny real models trained by the real worker (no mocks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.core.store import CheckpointStore
+from service.worker.recipes import train_config
+from service.worker.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_STORE = REPO / "model_store"
+TINY_STEPS = 300
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with moons-plain and moons-density after a few hundred real training steps."""
+    root = tmp_path_factory.mktemp("store")
+    for objective in ("plain", "density"):
+        config = train_config("paper", objective, steps=TINY_STEPS, kl_samples=2000)
+        train("moons", config, out=root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def plain_model(tiny_store: Path):
+    return CheckpointStore(tiny_store).load_ready("moons-plain")
+
+
+@pytest.fixture(scope="session")
+def density_model(tiny_store: Path):
+    return CheckpointStore(tiny_store).load_ready("moons-density")

@@ -1,0 +1,86 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from service.core.network import Denoiser
+from service.core.schedule import ScheduleConfig
+from service.core.store import MANIFEST, WEIGHTS, CheckpointError, CheckpointStore
+
+
+@pytest.fixture
+def store(tmp_path, tiny_store):
+    shutil.copytree(tiny_store, tmp_path / "s")
+    return CheckpointStore(tmp_path / "s")
+
+
+def test_list_and_roundtrip(store):
+    assert store.names() == ["moons-density", "moons-plain"]
+    ckpt = store.load("moons-plain")
+    assert ckpt.manifest["dataset"] == "moons" and len(ckpt.manifest["sha256"]) == 64
+    again = CheckpointStore(store.root).save(
+        "copy", ckpt.network, ckpt.schedule, "moons", ckpt.manifest["training"]
+    )
+    reloaded = store.load("copy")
+    for (k, a), (_, b) in zip(
+        ckpt.network.state_dict().items(), reloaded.network.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), k
+    assert again["sha256"] == reloaded.manifest["sha256"]
+    assert not list(store.root.rglob("*.tmp"))  # no temporary files left behind
+
+
+def test_tampered_weights_are_rejected_naming_the_file(store):
+    path = store.root / "moons-plain" / WEIGHTS
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"moons-plain/weights.safetensors: sha256"):
+        store.load("moons-plain")
+
+
+def test_truncated_weights_are_rejected(store):
+    path = store.root / "moons-plain" / WEIGHTS
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="half-written"):
+        store.load("moons-plain")
+
+
+def test_config_mismatch_is_rejected(store):
+    path = store.root / "moons-plain" / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["model"]["hidden_dim"] = 128
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="tensors do not match the model config"):
+        store.load("moons-plain")
+    manifest["model"]["depth"] = 3
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match="unknown keys"):
+        store.load("moons-plain")
+
+
+def test_bad_manifests_are_rejected(store):
+    path = store.root / "moons-plain" / MANIFEST
+    path.write_text("{not json")
+    with pytest.raises(CheckpointError, match="moons-plain/manifest.json: unreadable"):
+        store.load("moons-plain")
+    path.write_text(json.dumps({"format_version": 1}))
+    with pytest.raises(CheckpointError, match="manifest lacks"):
+        store.load("moons-plain")
+    with pytest.raises(CheckpointError, match="missing"):
+        store.load("nothing-here")
+
+
+def test_non_finite_weights_are_rejected(store, tiny_store):
+    net = Denoiser()
+    with torch.no_grad():
+        net.output.weight[0, 0] = float("nan")
+    store.save("broken", net, ScheduleConfig(), "moons", {"objective": "plain"})
+    with pytest.raises(CheckpointError, match="non-finite"):
+        store.load("broken")
+
+
+def test_invalid_names_are_refused(store):
+    with pytest.raises(ValueError, match="invalid model name"):
+        store.path("../etc")
