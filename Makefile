@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 run: install
-	$(BIN)/dgs sample --model moons-plain --n 10
+	$(BIN)/dgs serve --host $(HOST) --port $(PORT)
 
 test: install
 	$(BIN)/ruff check service tests

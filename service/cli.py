@@ -64,6 +64,31 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from service.api.app import serve
+    from service.api.settings import Settings
+
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "model_store": args.model_store,
+        "device": args.device,
+        "batching": args.batching,
+    }
+    serve(Settings(**{k: v for k, v in flags.items() if v is not None}))
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the model store over HTTP (settings: env vars)")
+    p.add_argument("--host", default=None, help="default: HOST or 127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="default: PORT or 8000")
+    p.add_argument("--model-store", default=None, help="default: MODEL_STORE or model_store")
+    p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batching", default=None, choices=["step", "request"])
+    p.set_defaults(func=_serve)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from service.worker.recipes import OBJECTIVES, RECIPES
 
@@ -93,7 +118,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_sample)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_sample]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_serve, _add_sample]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,82 @@
+"""create_app(settings): the FastAPI app, its lifespan (load, verify, warm up) and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+
+from service.api.errors import ApiError, api_error_handler, validation_handler
+from service.api.metrics import Metrics
+from service.api.registry import build_registry
+from service.api.routes import admin, catalog, evaluate, health, sample
+from service.api.schemas import EvaluateRequest, SampleRequest
+from service.api.settings import Settings
+from service.api.state import AppState
+from service.api.timing import TimingMiddleware
+from service.core.device import pick_device
+
+log = logging.getLogger(__name__)
+
+
+async def _load_models(state: AppState) -> None:
+    """Start-up loading runs in a thread, so /healthz answers (and /readyz says 503) meanwhile."""
+    try:
+        state.registry = await asyncio.to_thread(
+            build_registry, state.settings, state.metrics, state.device
+        )
+    except Exception as e:  # an unreadable store must not take the process down
+        log.exception("loading the model store failed")
+        state.load_error = f"{type(e).__name__}: {e}"
+    state.ready = True
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState(settings, metrics, pick_device(settings.device))
+        app.state.dgs = state
+        loading = asyncio.create_task(_load_models(state))
+        yield
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loading
+        await asyncio.to_thread(state.registry.stop)
+
+    app = FastAPI(
+        title="density-guidance-service",
+        version="0.1.0",
+        summary="Sampling 2D diffusion models under density guidance, batched step by step.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(
+        RequestValidationError,
+        validation_handler({"/sample": SampleRequest, "/evaluate": EvaluateRequest}),
+    )
+    app.add_exception_handler(ApiError, api_error_handler)
+    for router in (sample.router, evaluate.router, catalog.router, health.router, admin.router):
+        app.include_router(router)
+    app.add_middleware(TimingMiddleware, metrics=metrics)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )

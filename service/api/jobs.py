@@ -1,0 +1,133 @@
+"""From a validated request to finished samples: pick the model, plan, queue, wait.
+
+Shared by /sample and /evaluate. Every failure becomes an ApiError with the right status:
+422 for requests the model cannot serve, 503 (+ Retry-After) for a full queue or a missing
+model, 504 for a passed deadline. A client that goes away cancels its rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from service.api.batcher import (
+    Cancelled,
+    DeadlineExceeded,
+    Job,
+    QueueFull,
+    SchedulerStopped,
+    future_callback,
+)
+from service.api.errors import ApiError, field_error
+from service.api.registry import ServedModel, Unavailable, UnknownModel
+from service.api.schemas import SEED_MAX, _Request
+from service.api.state import AppState
+from service.core.guidance import VARIANTS
+from service.core.model import GuidanceUnavailable
+from service.core.sampling import make_plan
+
+
+@dataclass(frozen=True)
+class Finished:
+    served: ServedModel
+    job: Job
+    seed: int
+    steps: int
+    total_s: float
+
+
+def _check_limits(state: AppState, body: _Request, n: int, max_n: int) -> float:
+    s = state.settings
+    if n > max_n:
+        raise field_error("n", f"n must be at most {max_n} on this server", f"1 <= n <= {max_n}")
+    deadline = body.deadline_s or s.default_deadline_s
+    if deadline > s.max_deadline_s:
+        raise field_error(
+            "deadline_s",
+            f"deadline_s must be at most {s.max_deadline_s}",
+            f"0 < deadline_s <= {s.max_deadline_s}",
+        )
+    return deadline
+
+
+def _resolve(state: AppState, body: _Request) -> ServedModel:
+    if not state.ready:
+        raise ApiError(503, "models are still loading", {"Retry-After": "2"})
+    try:
+        return state.registry.resolve(
+            body.dataset, VARIANTS[body.variant].needs_gradient, body.model
+        )
+    except UnknownModel as e:
+        raise field_error(
+            "model", str(e), "a name or sha256 from /models, 'plain', 'density'"
+        ) from e
+    except Unavailable as e:
+        raise ApiError(503, str(e), {"Retry-After": "30"}) from e
+
+
+async def _watch_disconnect(request: Request) -> None:
+    """Returns when the client goes away (the body is already read, so the next message is it)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def run_job(
+    request: Request, state: AppState, body: _Request, n: int, max_n: int
+) -> Finished:
+    arrived = time.perf_counter()
+    request.state.dataset, request.state.variant = body.dataset, body.variant
+    deadline_s = _check_limits(state, body, n, max_n)
+    seed = body.seed if body.seed is not None else secrets.randbelow(SEED_MAX)
+    for attempt in range(2):  # a reload may stop the scheduler between resolve and submit
+        served = _resolve(state, body)
+        T = served.model.schedule.num_timesteps
+        if body.steps is not None and body.steps > T:
+            raise field_error("steps", f"steps must be at most {T} for this model", f"1..{T}")
+        try:
+            plan = make_plan(served.model, body.variant, body.scale, body.steps)
+        except GuidanceUnavailable as e:
+            raise field_error("model", str(e), "a model trained with the density objective") from e
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        job = Job(plan, n, seed, time.monotonic() + deadline_s, future_callback(loop, future))
+        try:
+            served.scheduler.submit(job)
+            break
+        except QueueFull as e:
+            raise ApiError(
+                503,
+                f"the queue of {served.name} is full; retry after {e.retry_after_s} s",
+                {"Retry-After": str(e.retry_after_s)},
+            ) from e
+        except SchedulerStopped:
+            if attempt:
+                raise ApiError(503, "model reloading, retry", {"Retry-After": "1"}) from None
+    watcher = asyncio.create_task(_watch_disconnect(request))
+    try:
+        await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not future.done():
+            served.scheduler.cancel(job)
+            raise ApiError(499, "client closed the request")
+        try:
+            job = future.result()
+        except DeadlineExceeded as e:
+            raise ApiError(504, f"deadline of {deadline_s} s exceeded: {e}") from e
+        except Cancelled as e:
+            raise ApiError(499, str(e)) from e
+        except SchedulerStopped as e:
+            raise ApiError(503, str(e), {"Retry-After": "1"}) from e
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        if not future.done():
+            served.scheduler.cancel(job)
+    steps = plan.num_steps
+    return Finished(served, job, seed, steps, time.perf_counter() - arrived)

@@ -1,0 +1,166 @@
+"""Every Prometheus metric of the service, with fixed names that dashboards and alerts rely on.
+
+Label values come only from closed sets: datasets, variants, endpoints, HTTP status codes.
+The batcher and the routes report through these methods; hooks never raise into requests.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from service.core.data import DATASETS
+from service.core.guidance import VARIANTS
+
+# Milliseconds to tens of seconds.
+LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    25.0,
+    60.0,
+    120.0,
+)
+ROW_BUCKETS = (1, 16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
+ENDPOINTS = ("sample", "evaluate", "variants", "models", "healthz", "readyz", "metrics", "reload")
+NONE = "none"  # the label for a request that never named a valid dataset or variant
+
+
+def label_dataset(value: object) -> str:
+    return value if isinstance(value, str) and value in DATASETS else NONE
+
+
+def label_variant(value: object) -> str:
+    return value if isinstance(value, str) and value in VARIANTS else NONE
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.request_duration = Histogram(
+            "sampler_request_duration_seconds",
+            "Request latency, end to end in the server.",
+            ["endpoint", "dataset", "variant", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "sampler_queue_wait_seconds",
+            "Time from submission to the request's first step.",
+            ["dataset"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.compute = Histogram(
+            "sampler_compute_seconds",
+            "Time from a request's first step to its last.",
+            ["dataset", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_rows = Histogram(
+            "sampler_batch_rows",
+            "Rows run in one denoising step (all requests together).",
+            ["dataset"],
+            buckets=ROW_BUCKETS,
+            registry=r,
+        )
+        self.admitted_rows = Histogram(
+            "sampler_admitted_rows",
+            "Rows that started their reverse process in one step.",
+            ["dataset"],
+            buckets=(0, *ROW_BUCKETS),
+            registry=r,
+        )
+        self.queue_rows = Gauge(
+            "sampler_queue_rows", "Rows accepted and not yet finished.", ["dataset"], registry=r
+        )
+        self.active_rows = Gauge(
+            "sampler_active_rows", "Rows run in the latest step.", ["dataset"], registry=r
+        )
+        self.steps = Counter(
+            "sampler_steps_total", "Denoising steps run by the scheduler.", ["dataset"], registry=r
+        )
+        self.requests = Counter(
+            "sampler_requests_total", "Requests answered.", ["endpoint", "status"], registry=r
+        )
+        self.samples = Counter(
+            "sampler_samples_total", "Samples returned.", ["dataset", "variant"], registry=r
+        )
+        self.nonfinite = Counter(
+            "sampler_nonfinite_samples_total",
+            "Returned samples with a non-finite coordinate.",
+            ["dataset", "variant"],
+            registry=r,
+        )
+        self.kl = Gauge(
+            "sampler_kl_divergence_bits",
+            "KL(data || samples) of the latest /evaluate, bits.",
+            ["dataset", "variant"],
+            registry=r,
+        )
+        self.seconds_per_sample = Gauge(
+            "sampler_seconds_per_sample",
+            "Sampling seconds per sample of the latest /evaluate.",
+            ["dataset", "variant"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "sampler_model_info",
+            "1 for each loaded model.",
+            ["dataset", "sha256", "device"],
+            registry=r,
+        )
+        self._load_lock = threading.Lock()
+        self._load: dict[tuple[str, int], tuple[int, int]] = {}
+
+    # -- hooks for the batcher ------------------------------------------------------------
+
+    def on_step(self, dataset: str, rows: int, admitted: int, seconds: float) -> None:
+        self.batch_rows.labels(dataset).observe(rows)
+        self.admitted_rows.labels(dataset).observe(admitted)
+        self.steps.labels(dataset).inc()
+
+    def on_load(self, dataset: str, key: int, queued_rows: int, active_rows: int) -> None:
+        """Per-scheduler values, summed per dataset (a dataset has a plain and a density model)."""
+        with self._load_lock:
+            self._load[(dataset, key)] = (queued_rows, active_rows)
+            queued = sum(q for (d, _), (q, _) in self._load.items() if d == dataset)
+            active = sum(a for (d, _), (_, a) in self._load.items() if d == dataset)
+        self.queue_rows.labels(dataset).set(queued)
+        self.active_rows.labels(dataset).set(active)
+
+    # -- hooks for the routes -------------------------------------------------------------
+
+    def on_request(
+        self, endpoint: str, dataset: str, variant: str, status: int, seconds: float
+    ) -> None:
+        self.request_duration.labels(endpoint, dataset, variant, str(status)).observe(seconds)
+        self.requests.labels(endpoint, str(status)).inc()
+
+    def on_sampled(
+        self, dataset: str, variant: str, n: int, nonfinite: int, queue_s: float, compute_s: float
+    ) -> None:
+        self.samples.labels(dataset, variant).inc(n)
+        self.nonfinite.labels(dataset, variant).inc(nonfinite)
+        self.queue_wait.labels(dataset).observe(queue_s)
+        self.compute.labels(dataset, variant).observe(compute_s)
+
+    def on_evaluated(self, dataset: str, variant: str, kl_bits: float, per_sample: float) -> None:
+        self.kl.labels(dataset, variant).set(kl_bits)
+        self.seconds_per_sample.labels(dataset, variant).set(per_sample)
+
+    def set_models(self, models: list[tuple[str, str, str]]) -> None:
+        """(dataset, sha256, device) of every loaded model; replaces the previous set."""
+        self.model_info.clear()
+        for dataset, sha, device in models:
+            self.model_info.labels(dataset, sha, device).set(1)

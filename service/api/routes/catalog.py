@@ -1,0 +1,54 @@
+"""GET /variants and GET /models: what can be asked for, and what is loaded."""
+
+from __future__ import annotations
+
+import torch
+from fastapi import APIRouter
+
+from service.api.registry import describe
+from service.api.schemas import ModelsResponse, VariantInfo, VariantsResponse
+from service.api.state import StateDep
+from service.core.guidance import VARIANTS
+
+router = APIRouter(tags=["catalog"])
+PAPER_T = 100
+
+
+@router.get("/variants", response_model=VariantsResponse)
+async def variants(state: StateDep) -> VariantsResponse:
+    """Every guidance variant with its default scale and gamma schedule; the loaded datasets."""
+    t = torch.arange(PAPER_T - 1, -1, -1)
+    infos = [
+        VariantInfo(
+            name=v.name,
+            description=v.description,
+            default_scale=v.default_scale,
+            gamma=v.gamma_formula,
+            needs_density_model=v.needs_gradient,
+            smoothing=v.smoothing,
+            gamma_schedule=[round(g, 8) for g in v.gamma(t, PAPER_T, v.default_scale).tolist()],
+        )
+        for v in VARIANTS.values()
+    ]
+    reg = state.registry
+    defaults = {d: reg.defaults(d) for d in reg.datasets()}
+    recipes = {
+        d: {
+            obj: reg.models[name].model.manifest.get("recipe", "paper")
+            for obj, name in objs.items()
+        }
+        for d, objs in defaults.items()
+    }
+    return VariantsResponse(
+        variants=infos, datasets=reg.datasets(), defaults=defaults, recipes=recipes
+    )
+
+
+@router.get("/models", response_model=ModelsResponse)
+async def models(state: StateDep) -> ModelsResponse:
+    """Loaded models with their manifests, and the ones that failed to load, with the reason."""
+    reg = state.registry
+    return ModelsResponse(
+        models=[describe(s) for _, s in sorted(reg.models.items())],
+        unavailable=dict(sorted(reg.failures.items())),
+    )

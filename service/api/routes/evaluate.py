@@ -1,0 +1,68 @@
+"""POST /evaluate: sample through the shared scheduler, then score off the event loop."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.api.jobs import run_job
+from service.api.schemas import ErrorResponse, EvaluateRequest, EvaluateResponse
+from service.api.state import StateDep
+from service.core.evaluation import score
+from service.core.sampling import SampleResult
+
+router = APIRouter(tags=["sampling"])
+
+
+@router.post(
+    "/evaluate",
+    response_model=EvaluateResponse,
+    responses={
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+        504: {"model": ErrorResponse},
+    },
+)
+async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> EvaluateResponse:
+    """KL (bits) of n fresh samples against the dataset, with timing; sets the KL gauges."""
+    done = await run_job(request, state, body, body.n, state.settings.max_eval_n)
+    job, model = done.job, done.served.model
+    result = SampleResult(
+        job.samples,
+        job.nonfinite,
+        job.compute_seconds,
+        job.plan.variant.name,
+        job.plan.scale,
+        done.seed,
+        model.name,
+    )
+    ev = await run_in_threadpool(score, model, result, body.k)
+    kl = None if math.isnan(ev.kl_bits) else ev.kl_bits
+    if kl is not None:
+        state.metrics.on_evaluated(body.dataset, ev.variant, kl, ev.seconds_per_sample)
+    state.metrics.on_sampled(
+        body.dataset, ev.variant, job.n, job.nonfinite, job.queue_seconds, job.compute_seconds
+    )
+    return EvaluateResponse(
+        kl_bits=kl,
+        nonfinite_fraction=ev.nonfinite_fraction,
+        nonfinite=ev.nonfinite,
+        sampling_seconds=ev.sampling_seconds,
+        seconds_per_sample=ev.seconds_per_sample,
+        n=ev.n,
+        k=ev.k,
+        dataset=body.dataset,
+        variant=ev.variant,
+        scale=ev.scale,
+        seed=done.seed,
+        steps=done.steps,
+        model=model.sha256,
+        model_name=model.name,
+        timing={
+            "queue_s": job.queue_seconds,
+            "compute_s": job.compute_seconds,
+            "total_s": done.total_s,
+        },
+    )

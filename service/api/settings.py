@@ -1,0 +1,74 @@
+"""The service's one settings object, read from the environment (and `dgs serve` flags)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.core.sampling import CHUNK_ROWS
+
+# Hard ceilings of the request schemas; the settings may lower them, never raise them.
+N_CEILING = 100_000
+STEPS_CEILING = 1000
+SCALE_RANGE = (-10.0, 10.0)
+K_RANGE = (1, 50)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    model_store: Path = Path("model_store")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # Batching: "step" admits rows every denoising step; "request" starts whole requests
+    # together after `batch_window_ms` and runs them to the end (the classic static batcher).
+    batching: Literal["step", "request"] = "step"
+    max_rows_per_step: int = Field(4096, ge=CHUNK_ROWS, le=1_000_000)
+    # None: no cap beyond the round-robin share (see README "Batching")
+    max_rows_per_request_step: int | None = Field(None, ge=CHUNK_ROWS)
+    max_queued_rows: int = Field(400_000, ge=1)  # per model: rows accepted but not finished
+    batch_window_ms: float = Field(5.0, ge=0, le=1000)
+
+    # Requests
+    max_n: int = Field(N_CEILING, ge=1, le=N_CEILING)
+    max_eval_n: int = Field(N_CEILING, ge=6, le=N_CEILING)
+    default_deadline_s: float = Field(120.0, gt=0)
+    max_deadline_s: float = Field(600.0, gt=0)
+
+    admin_token: SecretStr | None = None  # unset: /admin/* answers 404
+    warmup: bool = True
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, v: object) -> object:
+        return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        cap = self.max_rows_per_request_step
+        if cap is not None and cap > self.max_rows_per_step:
+            raise ValueError(
+                f"MAX_ROWS_PER_REQUEST_STEP ({cap}) exceeds MAX_ROWS_PER_STEP "
+                f"({self.max_rows_per_step}): lower it or raise MAX_ROWS_PER_STEP"
+            )
+        if self.default_deadline_s > self.max_deadline_s:
+            raise ValueError(
+                f"DEFAULT_DEADLINE_S ({self.default_deadline_s}) exceeds MAX_DEADLINE_S "
+                f"({self.max_deadline_s}): lower the default or raise the maximum"
+            )
+        if self.max_queued_rows < self.max_n:
+            raise ValueError(
+                f"MAX_QUEUED_ROWS ({self.max_queued_rows}) is below MAX_N ({self.max_n}): "
+                "a request of the largest allowed n could never be queued"
+            )
+        return self
+
+    @property
+    def request_row_cap(self) -> int:
+        return self.max_rows_per_request_step or self.max_rows_per_step

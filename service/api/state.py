@@ -1,0 +1,34 @@
+"""What the app holds between requests, and the dependency that hands it to routes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import torch
+from fastapi import Depends, Request
+
+from service.api.metrics import Metrics
+from service.api.registry import Registry
+from service.api.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    device: torch.device
+    registry: Registry = field(default_factory=Registry)
+    ready: bool = False
+    load_error: str | None = None
+    started_at: float = field(default_factory=time.time)
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.dgs
+
+
+StateDep = Annotated[AppState, Depends(get_state)]

@@ -1,0 +1,57 @@
+"""ASGI middleware that times every request into sampler_request_duration_seconds.
+
+Pure ASGI rather than BaseHTTPMiddleware, so client disconnects still reach the routes.
+Routes put the request's dataset and variant in request.state; the labels accept only
+known names (metrics.label_*), never user strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from service.api.metrics import ENDPOINTS, NONE, Metrics, label_dataset, label_variant
+
+PATHS = {
+    "/sample": "sample",
+    "/evaluate": "evaluate",
+    "/variants": "variants",
+    "/models": "models",
+    "/healthz": "healthz",
+    "/readyz": "readyz",
+    "/metrics": "metrics",
+    "/admin/reload": "reload",
+}
+assert set(PATHS.values()) <= set(ENDPOINTS)
+
+
+class TimingMiddleware:
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        endpoint = PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            state = scope.get("state", {})
+            with contextlib.suppress(Exception):  # a failing metric never fails a request
+                self.metrics.on_request(
+                    endpoint,
+                    label_dataset(state.get("dataset", NONE)),
+                    label_variant(state.get("variant", NONE)),
+                    status["code"],
+                    time.perf_counter() - start,
+                )

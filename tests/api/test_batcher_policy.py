@@ -1,0 +1,60 @@
+"""The fair-share policy and the settings checks, without a server."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from service.api.batcher import Job, select_chunks
+from service.api.settings import Settings
+from service.core.sampling import make_chunks, make_plan
+
+
+def job(model, n):
+    plan = make_plan(model, "baseline")
+    j = Job(plan, n, seed=0, deadline=1e18, on_done=lambda _: None)
+    j.chunks = make_chunks(plan, n, 0, model.device)
+    return j
+
+
+def rows_by_job(chosen, jobs):
+    return [sum(c.rows for c in chosen if c in j.chunks) for j in jobs]
+
+
+def test_a_lone_request_gets_the_whole_step(plain_model):
+    big = job(plain_model, 100_000)
+    assert rows_by_job(select_chunks([big], 4096, 4096), [big]) == [4096]
+
+
+def test_a_small_request_gets_in_beside_a_big_one(plain_model):
+    big, small = job(plain_model, 100_000), job(plain_model, 16)
+    chosen = select_chunks([big, small], 4096, 4096)
+    assert rows_by_job(chosen, [big, small]) == [3840, 16]  # big loses one chunk for a step
+
+
+def test_round_robin_shares_the_step(plain_model):
+    jobs = [job(plain_model, 10_000) for _ in range(4)]
+    assert rows_by_job(select_chunks(jobs, 4096, 4096), jobs) == [1024] * 4
+
+
+def test_per_request_cap(plain_model):
+    big = job(plain_model, 100_000)
+    assert rows_by_job(select_chunks([big], 4096, 1024), [big]) == [1024]
+
+
+def test_chunks_under_way_go_first(plain_model):
+    big = job(plain_model, 2048)
+    for c in big.chunks[4:6]:
+        c.x = c.draw()  # started
+    chosen = select_chunks([big], 512, 512)
+    assert chosen == big.chunks[4:6]
+
+
+def test_settings_explain_inconsistent_limits():
+    with pytest.raises(ValidationError, match="MAX_ROWS_PER_REQUEST_STEP"):
+        Settings(max_rows_per_step=1024, max_rows_per_request_step=2048)
+    with pytest.raises(ValidationError, match="MAX_QUEUED_ROWS"):
+        Settings(max_queued_rows=10, max_n=100)
+    with pytest.raises(ValidationError, match="DEFAULT_DEADLINE_S"):
+        Settings(default_deadline_s=700)
+    assert Settings(admin_token="").admin_token is None
