@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install run test lint models bench clean
+.PHONY: install tools run test lint dashboards models bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,18 +19,30 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Prometheus and promtool for the observability tests (Debian's package; root or sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  ( $(SUDO) apt-get install -y -q --no-install-recommends prometheus || \
+	    ( $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends prometheus ) )
+
 run: install
 	$(BIN)/dgs serve --host $(HOST) --port $(PORT)
 
-test: install
-	$(BIN)/ruff check service tests
+test: install tools
+	$(BIN)/ruff check service tests deploy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service tests
+	$(BIN)/ruff check service tests deploy
+	$(BIN)/ruff format --check service tests deploy
 	$(BIN)/lint-imports
+	$(BIN)/python deploy/grafana/build_dashboards.py --check
+
+# Rebuild deploy/grafana/dashboards/*.json from deploy/grafana/build_dashboards.py.
+dashboards: install
+	$(BIN)/python deploy/grafana/build_dashboards.py
 
 # Retrain every shipped model with the paper's settings (about 2 minutes each on 2 CPU cores).
 models: install

@@ -26,6 +26,12 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def api_store(tiny_store: Path) -> Path:
+    """The tiny store that live servers read (moons: a plain and a density model)."""
+    return tiny_store
+
+
+@pytest.fixture(scope="session")
 def plain_model(tiny_store: Path):
     return CheckpointStore(tiny_store).load_ready("moons-plain")
 

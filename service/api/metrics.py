@@ -84,6 +84,12 @@ class Metrics:
         self.queue_rows = Gauge(
             "sampler_queue_rows", "Rows accepted and not yet finished.", ["dataset"], registry=r
         )
+        self.queue_capacity = Gauge(
+            "sampler_queue_capacity_rows",
+            "Rows the queues of a dataset's models can hold.",
+            ["dataset"],
+            registry=r,
+        )
         self.active_rows = Gauge(
             "sampler_active_rows", "Rows run in the latest step.", ["dataset"], registry=r
         )
@@ -159,8 +165,10 @@ class Metrics:
         self.kl.labels(dataset, variant).set(kl_bits)
         self.seconds_per_sample.labels(dataset, variant).set(per_sample)
 
-    def set_models(self, models: list[tuple[str, str, str]]) -> None:
+    def set_models(self, models: list[tuple[str, str, str]], queue_capacity: int) -> None:
         """(dataset, sha256, device) of every loaded model; replaces the previous set."""
         self.model_info.clear()
+        self.queue_capacity.clear()
         for dataset, sha, device in models:
             self.model_info.labels(dataset, sha, device).set(1)
+            self.queue_capacity.labels(dataset).inc(queue_capacity)

@@ -143,7 +143,8 @@ def build_registry(
         registry.models[name] = ServedModel(model, scheduler.start())
         log.info("serving %s (%s) on %s", name, model.sha256[:12], device)
     metrics.set_models(
-        [(s.model.dataset, s.model.sha256, str(device)) for s in registry.models.values()]
+        [(s.model.dataset, s.model.sha256, str(device)) for s in registry.models.values()],
+        queue_capacity=settings.max_queued_rows,
     )
     return registry
 

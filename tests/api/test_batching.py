@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.api.conftest import live_server
 from tests.api.metrics_text import scrape, value
+from tests.live_server import live_server
 
 
 @pytest.fixture(scope="module")

@@ -120,7 +120,7 @@ def test_out_of_range_fields_name_the_field_and_range(server, field, value, allo
 
 def test_non_finite_scale_is_refused(server):
     for literal in ("NaN", "Infinity", "-Infinity"):
-        raw = '{"dataset": "moons", "variant": "fixed", "scale": ' + literal + '}'
+        raw = '{"dataset": "moons", "variant": "fixed", "scale": ' + literal + "}"
         r = server.post("/sample", content=raw, headers={"content-type": "application/json"})
         assert "scale" in errors(r)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
-from tests.api.conftest import live_server
 from tests.api.metrics_text import scrape, value
+from tests.live_server import live_server
 
 METRICS = [
     "sampler_request_duration_seconds",

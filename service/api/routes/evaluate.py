@@ -40,7 +40,8 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
     )
     ev = await run_in_threadpool(score, model, result, body.k)
     kl = None if math.isnan(ev.kl_bits) else ev.kl_bits
-    if kl is not None:
+    if kl is not None and body.model is None:
+        # the gauges (and the KL alert) follow the default models only
         state.metrics.on_evaluated(body.dataset, ev.variant, kl, ev.seconds_per_sample)
     state.metrics.on_sampled(
         body.dataset, ev.variant, job.n, job.nonfinite, job.queue_seconds, job.compute_seconds

@@ -1,0 +1,274 @@
+"""Build the Grafana dashboards from code (grafana-foundation-sdk) into deploy/grafana/dashboards/.
+
+    python deploy/grafana/build_dashboards.py          # write the JSON files
+    python deploy/grafana/build_dashboards.py --check  # exit 1 if a committed file is stale
+
+Every query uses only the metric names fixed in service/api/metrics.py; the end-to-end test
+runs each one against a real Prometheus and fails on a panel that returns nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import heatmap, prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import DataSourceRef
+
+OUT = Path(__file__).parent / "dashboards"
+DATASOURCE = DataSourceRef(type_val="prometheus", uid="prometheus")
+RATE = "$__rate_interval"
+
+
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    title: str
+    description: str
+    queries: tuple[Query, ...]
+    unit: str = "short"
+    kind: str = "timeseries"  # timeseries | heatmap | stat
+    width: int = 12
+
+
+def quantiles(metric: str, by: str, where: str = "", qs=(0.5, 0.95, 0.99)) -> tuple[Query, ...]:
+    selector = f"{metric}_bucket{{{where}}}" if where else f"{metric}_bucket"
+    return tuple(
+        Query(
+            f"histogram_quantile({q}, sum by (le, {by}) (rate({selector}[{RATE}])))",
+            f"p{round(q * 100)} {{{{{by}}}}}",
+        )
+        for q in qs
+    )
+
+
+LATENCY_ROWS: dict[str, list[PanelSpec]] = {
+    "Latency": [
+        PanelSpec(
+            "Request latency by endpoint",
+            "p50 / p95 / p99 of sampler_request_duration_seconds, POST endpoints.",
+            quantiles(
+                "sampler_request_duration_seconds", "endpoint", 'endpoint=~"sample|evaluate"'
+            ),
+            unit="s",
+        ),
+        PanelSpec(
+            "POST /sample latency by variant",
+            "p50 / p95 / p99 per guidance variant.",
+            quantiles("sampler_request_duration_seconds", "variant", 'endpoint="sample"'),
+            unit="s",
+        ),
+        PanelSpec(
+            "Queue wait p95 by dataset",
+            "Submission to a request's first denoising step.",
+            quantiles("sampler_queue_wait_seconds", "dataset", qs=(0.95,)),
+            unit="s",
+        ),
+        PanelSpec(
+            "Compute p95 by variant",
+            "First denoising step to last.",
+            quantiles("sampler_compute_seconds", "variant", qs=(0.95,)),
+            unit="s",
+        ),
+    ],
+    "Traffic and errors": [
+        PanelSpec(
+            "Request rate by endpoint",
+            "Requests answered per second.",
+            (Query(f"sum by (endpoint) (rate(sampler_requests_total[{RATE}]))", "{{endpoint}}"),),
+            unit="reqps",
+        ),
+        PanelSpec(
+            "Error rate by status",
+            "Non-2xx answers per second: 422 bad input, 503 overload or missing model, 504 "
+            "deadline, 499 client gone.",
+            (
+                Query(
+                    f'sum by (status) (rate(sampler_requests_total{{status!~"2.."}}[{RATE}]))',
+                    "{{status}}",
+                ),
+            ),
+            unit="reqps",
+        ),
+        PanelSpec(
+            "Samples per second",
+            "Samples returned by /sample and /evaluate.",
+            (
+                Query(
+                    f"sum by (dataset, variant) (rate(sampler_samples_total[{RATE}]))",
+                    "{{dataset}} {{variant}}",
+                ),
+            ),
+            unit="short",
+        ),
+        PanelSpec(
+            "Non-finite samples per second",
+            "Samples with a NaN or infinite coordinate (returned as null).",
+            (
+                Query(
+                    f"sum by (dataset, variant) (rate(sampler_nonfinite_samples_total[{RATE}]))",
+                    "{{dataset}} {{variant}}",
+                ),
+            ),
+        ),
+    ],
+    "Queue and batching": [
+        PanelSpec(
+            "Queue rows",
+            "Rows accepted and not yet finished, against the queue's capacity.",
+            (
+                Query("sum by (dataset) (sampler_queue_rows)", "{{dataset}}"),
+                Query("sum by (dataset) (sampler_queue_capacity_rows)", "capacity {{dataset}}"),
+            ),
+        ),
+        PanelSpec(
+            "Rows per denoising step",
+            "Active rows in the latest step, and the mean rows per step (all requests together).",
+            (
+                Query("sum by (dataset) (sampler_active_rows)", "latest {{dataset}}"),
+                Query(
+                    f"sum by (dataset) (rate(sampler_batch_rows_sum[{RATE}])) / "
+                    f"sum by (dataset) (rate(sampler_batch_rows_count[{RATE}]))",
+                    "mean {{dataset}}",
+                ),
+            ),
+        ),
+        PanelSpec(
+            "Batch rows distribution",
+            "How many rows each denoising step ran (sampler_batch_rows buckets).",
+            (Query(f"sum by (le) (rate(sampler_batch_rows_bucket[{RATE}]))", "{{le}}"),),
+            kind="heatmap",
+        ),
+        PanelSpec(
+            "Rows admitted and steps per second",
+            "Rows that started their reverse process, and denoising steps run, per second.",
+            (
+                Query(
+                    f"sum by (dataset) (rate(sampler_admitted_rows_sum[{RATE}]))",
+                    "admitted rows/s {{dataset}}",
+                ),
+                Query(
+                    f"sum by (dataset) (rate(sampler_steps_total[{RATE}]))", "steps/s {{dataset}}"
+                ),
+            ),
+        ),
+    ],
+    "Sample quality": [
+        PanelSpec(
+            "KL divergence by dataset and variant",
+            "KL(data || samples) in bits of the latest POST /evaluate on a default model.",
+            (Query("sampler_kl_divergence_bits", "{{dataset}} {{variant}}"),),
+        ),
+        PanelSpec(
+            "Seconds per sample",
+            "Sampling seconds per sample of the latest POST /evaluate.",
+            (Query("sampler_seconds_per_sample", "{{dataset}} {{variant}}"),),
+            unit="s",
+        ),
+        PanelSpec(
+            "Loaded models",
+            "One per loaded checkpoint, by dataset.",
+            (Query("count by (dataset) (sampler_model_info)", "{{dataset}}"),),
+            kind="stat",
+            width=24,
+        ),
+    ],
+}
+
+
+def panel(spec: PanelSpec, panel_id: int):
+    builder = {"timeseries": timeseries.Panel, "heatmap": heatmap.Panel, "stat": stat.Panel}[
+        spec.kind
+    ]()
+    builder = (
+        builder.id(panel_id)
+        .title(spec.title)
+        .description(spec.description)
+        .datasource(DATASOURCE)
+        .unit(spec.unit)
+        .height(8)
+        .span(spec.width)
+    )
+    for i, q in enumerate(spec.queries):
+        target = (
+            prometheus.Dataquery()
+            .expr(q.expr)
+            .legend_format(q.legend)
+            .ref_id(chr(ord("A") + i))
+            .datasource(DATASOURCE)
+        )
+        if spec.kind == "heatmap":
+            target = target.format("heatmap")
+        builder = builder.with_target(target)
+    return builder
+
+
+def sampler_latency():
+    board = (
+        db.Dashboard("Sampler latency")
+        .uid("sampler-latency")
+        .description("density-guidance-service: latency, traffic, batching and sample quality.")
+        .tags(["density-guidance-service", "generated"])
+        .refresh("10s")
+        .time("now-30m", "now")
+        .timezone("browser")
+    )
+    panel_id = 1
+    for row_title, specs in LATENCY_ROWS.items():
+        board = board.with_row(db.Row(row_title).id(panel_id))
+        panel_id += 1
+        for spec in specs:
+            board = board.with_panel(panel(spec, panel_id))
+            panel_id += 1
+    return board.build()
+
+
+DASHBOARDS = {"sampler-latency.json": sampler_latency}
+
+
+def render(name: str) -> str:
+    return JSONEncoder(sort_keys=True, indent=2).encode(DASHBOARDS[name]()) + "\n"
+
+
+def expressions(dashboard_json: dict) -> list[tuple[str, str]]:
+    """(panel title, PromQL expression) of every target of a dashboard's JSON model."""
+    return [
+        (p["title"], t["expr"])
+        for p in dashboard_json.get("panels", [])
+        for t in p.get("targets", [])
+        if "expr" in t
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true", help="fail if a committed file is stale")
+    args = parser.parse_args()
+    stale = []
+    for name in DASHBOARDS:
+        text, path = render(name), OUT / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {path} ({len(expressions(json.loads(text)))} queries)")
+    if stale:
+        print(f"stale: {stale}; run python deploy/grafana/build_dashboards.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
