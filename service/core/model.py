@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from service.core.network import Denoiser
+from service.core.network import Denoiser, InferenceWeights, inference_weights
 from service.core.schedule import Schedule, make_schedule
 
 
@@ -23,6 +23,9 @@ class ReadyModel:
     manifest: dict[str, Any]
     device: torch.device
     time_table: torch.Tensor  # (T, hidden): the first layer's time share per timestep
+    weights: InferenceWeights
+    # Rows per forward block: on the CPU, blocks of ~1k rows keep activations in cache.
+    block_rows: int | None
     _respaced: dict[int, Schedule] = field(default_factory=dict, repr=False, compare=False)
 
     def schedule_for(self, steps: int | None) -> Schedule:
@@ -50,6 +53,9 @@ class ReadyModel:
         return self.objective == "density"
 
 
+CPU_BLOCK_ROWS = 1024
+
+
 def make_ready(
     name: str,
     network: Denoiser,
@@ -63,7 +69,10 @@ def make_ready(
     with torch.no_grad():
         steps = torch.arange(schedule.num_timesteps, device=device)
         table = network.time_hidden(steps).contiguous()
-    return ReadyModel(name, network, schedule, manifest, device, table)
+    block = CPU_BLOCK_ROWS if device.type == "cpu" else None
+    return ReadyModel(
+        name, network, schedule, manifest, device, table, inference_weights(network), block
+    )
 
 
 def require_density_head(model: ReadyModel, variant_name: str, needs_gradient: bool) -> None:

@@ -26,10 +26,11 @@ class DenoiserConfig:
 def sinusoidal_embedding(v: torch.Tensor, dim: int, scale: float) -> torch.Tensor:
     """(B,) -> (B, dim): half sin, half cos, frequencies exp(-log(10000) i / (dim/2 - 1))."""
     half = dim // 2
+    v = v if v.is_floating_point() else v.float()  # integer timesteps -> float32
     freqs = torch.exp(
-        -math.log(10000.0) / (half - 1) * torch.arange(half, device=v.device, dtype=torch.float32)
+        -math.log(10000.0) / (half - 1) * torch.arange(half, device=v.device, dtype=v.dtype)
     )
-    angles = (v.float() * scale).unsqueeze(-1) * freqs.unsqueeze(0)
+    angles = (v * scale).unsqueeze(-1) * freqs.unsqueeze(0)
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
@@ -80,6 +81,92 @@ class Denoiser(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.output(F.relu(h))
+
+
+@dataclass(frozen=True)
+class InferenceWeights:
+    """A denoiser's weights laid out for sampling: contiguous, pre-transposed, constants hoisted.
+
+    The same function as `Denoiser.forward` (the time share of the first layer comes in as
+    `t_hidden`), minus per-call slicing, copies and frequency tables.
+    """
+
+    freqs: torch.Tensor  # (half,) embedding frequencies
+    coord_scale: float
+    w_xy: torch.Tensor  # (hidden, 2 emb) first layer, coordinate columns (for the backward)
+    w_xy_t: torch.Tensor  # (2 emb, hidden)
+    blocks: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...]  # (W, W^T, b)
+    w_out_t: torch.Tensor  # (hidden, 3)
+    b_out: torch.Tensor  # (3,)
+    w_log_p: torch.Tensor  # (hidden,) the log-density row of the output layer
+
+
+@torch.no_grad()
+def inference_weights(net: Denoiser) -> InferenceWeights:
+    c = net.config
+    half = c.embedding_dim // 2
+    w = net.input.weight
+    freqs = torch.exp(
+        -math.log(10000.0) / (half - 1) * torch.arange(half, device=w.device, dtype=w.dtype)
+    )
+    w_xy = w[:, : 2 * c.embedding_dim].contiguous()
+    blocks = tuple(
+        (b.ff.weight.contiguous(), b.ff.weight.t().contiguous(), b.ff.bias.contiguous())
+        for b in net.blocks
+    )
+    return InferenceWeights(
+        freqs,
+        c.coord_scale,
+        w_xy,
+        w_xy.t().contiguous(),
+        blocks,
+        net.output.weight.t().contiguous(),
+        net.output.bias.contiguous(),
+        net.output.weight[2].contiguous(),
+    )
+
+
+def _embed(iw: InferenceWeights, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(B, 2) -> emb (B, 4 half) laid out [sin x1, cos x1, sin x2, cos x2], and its sin, cos."""
+    angles = (x * iw.coord_scale).unsqueeze(-1) * iw.freqs  # (B, 2, half), as the network
+    sin, cos = torch.sin(angles), torch.cos(angles)
+    return torch.stack([sin, cos], dim=2).view(x.shape[0], -1), sin, cos
+
+
+@torch.no_grad()
+def infer(iw: InferenceWeights, x: torch.Tensor, t_hidden: torch.Tensor) -> torch.Tensor:
+    """The forward pass for sampling: x (B, 2), t_hidden (B, hidden) -> (B, 3)."""
+    emb, _, _ = _embed(iw, x)
+    h = torch.addmm(t_hidden, emb, iw.w_xy_t)
+    for _, w_t, b in iw.blocks:
+        h = torch.addmm(b, torch.relu(h), w_t).add_(h)
+    return torch.addmm(iw.b_out, torch.relu(h), iw.w_out_t)
+
+
+@torch.no_grad()
+def infer_with_density_gradient(
+    iw: InferenceWeights, x: torch.Tensor, t_hidden: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward pass and grad_x log p_hat in one sweep, without an autograd graph.
+
+    -> (out (B, 3), grad (B, 2)). The backward is written out - the vector-Jacobian products
+    of the output layer, each residual block, the first layer and the sine embedding - so a
+    guided step costs one forward plus four (B, hidden) x (hidden, hidden) products and no
+    autograd bookkeeping. tests/core/test_network.py checks it against torch.autograd.
+    """
+    emb, sin, cos = _embed(iw, x)
+    hs = [torch.addmm(t_hidden, emb, iw.w_xy_t)]
+    for _, w_t, b in iw.blocks:
+        h = hs[-1]
+        hs.append(torch.addmm(b, torch.relu(h), w_t).add_(h))
+    out = torch.addmm(iw.b_out, torch.relu(hs[-1]), iw.w_out_t)
+    relu_backward = torch.ops.aten.threshold_backward  # grad * (h > 0), one fused pass
+    g = relu_backward(iw.w_log_p.expand_as(hs[-1]), hs[-1], 0.0)  # out[:, 2] = w . relu(h) + b
+    for (w, _, _), h in zip(reversed(iw.blocks), reversed(hs[:-1]), strict=True):
+        g = g + relu_backward(g @ w, h, 0.0)  # h_next = h + W relu(h) + b
+    g_emb = (g @ iw.w_xy).view(-1, 2, 2, sin.shape[-1])  # (B, coord, [sin, cos], half)
+    d_angles = g_emb[:, :, 0] * cos - g_emb[:, :, 1] * sin  # (B, 2, half)
+    return out, (d_angles @ iw.freqs) * iw.coord_scale
 
 
 def split_output(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

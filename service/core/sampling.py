@@ -19,7 +19,7 @@ import torch
 
 from service.core.guidance import Variant, get_variant, guided_eps, resolve_scale
 from service.core.model import ReadyModel, require_density_head
-from service.core.network import split_output
+from service.core.network import infer, infer_with_density_gradient
 
 CHUNK_ROWS = 256
 # CPU GEMM kernels for fewer than ~12 rows round differently from the large-batch kernels;
@@ -140,19 +140,32 @@ def _pad(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, 
 def model_eps(
     model: ReadyModel, x: torch.Tensor, t: torch.Tensor, with_gradient: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Noise prediction (B, 2) and, if asked, grad_x log p_hat (B, 2) from one backward pass."""
+    """Noise prediction (B, 2) and, if asked, grad_x log p_hat (B, 2), in blocks of rows.
+
+    The gradient comes from a hand-written backward sweep: no autograd graph, one pass.
+    """
     xp, tp, rows = _pad(x, t)
     t_hidden = model.time_table[tp]
+    block = model.block_rows or len(xp)
+    eps_parts, grad_parts = [], []
+    for start in range(0, len(xp), block):
+        # a short tail block is merged into the previous one (>= MIN_FORWARD_ROWS, see _pad)
+        if 0 < len(xp) - start - block < MIN_FORWARD_ROWS:
+            block = len(xp) - start
+        xs, hs = xp[start : start + block], t_hidden[start : start + block]
+        if with_gradient:
+            out, grad = infer_with_density_gradient(model.weights, xs, hs)
+            grad_parts.append(grad)
+        else:
+            out = infer(model.weights, xs, hs)
+        eps_parts.append(out[:, :2])
+        if start + block >= len(xp):
+            break
+    eps = eps_parts[0] if len(eps_parts) == 1 else torch.cat(eps_parts)
     if not with_gradient:
-        with torch.no_grad():
-            eps, _ = split_output(model.network(xp, tp, t_hidden))
         return eps[:rows], None
-    with torch.enable_grad():
-        xp = xp.detach().requires_grad_(True)
-        eps, log_p = split_output(model.network(xp, tp, t_hidden))
-        # Rows are independent, so the gradient of the sum is every row's own gradient.
-        (grad,) = torch.autograd.grad(log_p.sum(), xp)
-    return eps.detach()[:rows], grad[:rows]
+    grad = grad_parts[0] if len(grad_parts) == 1 else torch.cat(grad_parts)
+    return eps[:rows], grad[:rows]
 
 
 def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:

@@ -8,6 +8,9 @@ from service.core.network import (
     DenoiserConfig,
     count_parameters,
     flops_per_row,
+    infer,
+    infer_with_density_gradient,
+    inference_weights,
     sinusoidal_embedding,
     split_output,
 )
@@ -58,3 +61,28 @@ def test_split_first_layer_equals_the_reference_concatenation():
     table = net.time_hidden(torch.arange(100))
     torch.testing.assert_close(net(x, t, table[t]), reference, rtol=1e-5, atol=1e-5)
     assert isinstance(net.input, nn.Linear) and net.input.in_features == 384
+
+
+def test_hand_written_gradient_matches_autograd():
+    torch.manual_seed(1)
+    net = Denoiser().double().requires_grad_(False)
+    x = torch.randn(300, 2, dtype=torch.float64) * 2
+    t = torch.randint(0, 100, (300,))
+    t_hidden = net.time_hidden(t.double())
+    xr = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        expected_out = net(xr, t, t_hidden)
+        (expected,) = torch.autograd.grad(expected_out[:, 2].sum(), xr)
+    out, grad = infer_with_density_gradient(inference_weights(net), x, t_hidden)
+    torch.testing.assert_close(out, expected_out.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_inference_layout_computes_the_network():
+    torch.manual_seed(2)
+    net = Denoiser().requires_grad_(False)
+    x, t = torch.randn(500, 2) * 2, torch.randint(0, 100, (500,))
+    t_hidden = net.time_hidden(t)
+    torch.testing.assert_close(
+        infer(inference_weights(net), x, t_hidden), net(x, t, t_hidden), rtol=1e-5, atol=1e-5
+    )
