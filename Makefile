@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install tools run test lint dashboards models bench clean
+.PHONY: install tools run test lint dashboards models bench reproduce clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ dashboards: install
 models: install
 	$(BIN)/dgs train --dataset all --objective plain --quiet --out model_store
 	$(BIN)/dgs train --dataset all --objective density --quiet --out model_store
+
+# Speed benchmarks (about 10 minutes on 2 CPU cores): .bench/bench.json and .bench/bench.md
+bench: install
+	$(BIN)/dgs bench --out .bench
+
+# The paper's Table 1 grid and figures into results/ (about 6 minutes on 2 CPU cores)
+reproduce: install
+	$(BIN)/dgs reproduce --out results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from service.core.data import DATASETS
 from service.core.guidance import VARIANTS
@@ -85,8 +86,64 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None, help="default: PORT or 8000")
     p.add_argument("--model-store", default=None, help="default: MODEL_STORE or model_store")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
-    p.add_argument("--batching", default=None, choices=["step", "request"])
+    p.add_argument("--batching", default=None, choices=["step", "request", "off"])
     p.set_defaults(func=_serve)
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from service.experiments.reproduce import reproduce
+
+    cells = reproduce(
+        out=args.out,
+        n=args.n,
+        sweep_n=args.sweep_n,
+        seed=args.seed,
+        store=args.model_store,
+        datasets=args.datasets,
+        recipe=args.recipe,
+        retrain=args.retrain,
+    )
+    print((Path(args.out) / "table1.md").read_text())
+    print(f"{len(cells)} cells; tables, sweep.csv and figures in {args.out}/")
+    return 0
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="the paper's Table 1 grid and figures")
+    p.add_argument("--out", default="results")
+    p.add_argument("--n", type=int, default=10_000, help="samples per cell (the paper: 10,000)")
+    p.add_argument("--sweep-n", type=int, default=2_000, help="samples per scale-sweep point")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-store", default="model_store")
+    p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=None)
+    p.add_argument("--recipe", default="paper", help="which recipe's models (default: paper)")
+    p.add_argument("--retrain", action="store_true", help="retrain the models first")
+    p.set_defaults(func=_reproduce)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from service.experiments.bench import bench
+
+    sections = (
+        tuple(args.sections) if args.sections else ("sampler", "service", "schedulers", "training")
+    )
+    bench(out=args.out, store=args.model_store, quick=args.quick, sections=sections)
+    print((Path(args.out) / "bench.md").read_text())
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="speed benchmarks: ratios measured side by side")
+    p.add_argument("--out", default=".bench")
+    p.add_argument("--model-store", default="model_store")
+    p.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
+    p.add_argument(
+        "--sections",
+        nargs="+",
+        default=None,
+        choices=["sampler", "service", "schedulers", "training"],
+    )
+    p.set_defaults(func=_bench)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -118,7 +175,13 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_sample)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_serve, _add_sample]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_train,
+    _add_serve,
+    _add_sample,
+    _add_reproduce,
+    _add_bench,
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from service.api.engine import Engine
 from service.api.errors import ApiError, api_error_handler, validation_handler
 from service.api.metrics import Metrics
 from service.api.registry import build_registry
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 async def _load_models(state: AppState) -> None:
     """Start-up loading runs in a thread, so /healthz answers (and /readyz says 503) meanwhile."""
     try:
-        state.registry = await asyncio.to_thread(
-            build_registry, state.settings, state.metrics, state.device
+        state.registry = await asyncio.wrap_future(
+            state.engine.call(
+                lambda: build_registry(state.settings, state.metrics, state.engine, state.device)
+            )
         )
     except Exception as e:  # an unreadable store must not take the process down
         log.exception("loading the model store failed")
@@ -41,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState(settings, metrics, pick_device(settings.device))
+        state = AppState(
+            settings, metrics, pick_device(settings.device), Engine(settings.torch_threads).start()
+        )
         app.state.dgs = state
         loading = asyncio.create_task(_load_models(state))
         yield
@@ -49,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with contextlib.suppress(asyncio.CancelledError):
             await loading
         await asyncio.to_thread(state.registry.stop)
+        state.engine.stop()
 
     app = FastAPI(
         title="density-guidance-service",

@@ -1,4 +1,4 @@
-"""Step-level (continuous) batching: one scheduler thread per model, no HTTP in sight.
+"""Step-level (continuous) batching: one scheduler per model, no HTTP in sight.
 
 Every denoising step the scheduler picks rows from all unfinished requests, each row at its
 own timestep, and runs them in one batch (`core.sampling.advance`). New requests join at the
@@ -13,6 +13,7 @@ per-request cap), so a request of n = 100,000 cannot starve one of n = 16.
 
 `mode="request"` is the classic static batcher kept for comparison: after a short window,
 whole requests start together and run to the end before the next batch is formed.
+`mode="off"` runs one request at a time, for the benchmark's "batching off".
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from service.core.model import ReadyModel
 from service.core.sampling import Plan, RowChunk, advance, collect, count_nonfinite, make_chunks
+
+if TYPE_CHECKING:
+    from service.api.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +118,10 @@ def select_chunks(jobs: list[Job], budget: int, per_job_cap: int) -> list[RowChu
 
 
 class ModelScheduler:
-    """Owns one model's queue and step loop; `submit` and `cancel` are thread-safe."""
+    """One model's queue and batching policy. Passive: the Engine's thread calls `run_once`.
+
+    `submit`, `cancel` and `stop` are thread-safe.
+    """
 
     _keys = itertools.count()
 
@@ -122,44 +129,33 @@ class ModelScheduler:
         self,
         model: ReadyModel,
         hooks: Hooks,
+        engine: Engine,
         mode: str = "step",
         max_rows_per_step: int = 4096,
         max_rows_per_request_step: int | None = None,
         max_queued_rows: int = 400_000,
         batch_window_s: float = 0.005,
     ):
-        if mode not in ("step", "request"):
-            raise ValueError(f"batching mode must be 'step' or 'request', got {mode!r}")
+        if mode not in ("step", "request", "off"):
+            raise ValueError(f"batching mode must be 'step', 'request' or 'off', got {mode!r}")
         self.model = model
         self.hooks = hooks
+        self.engine = engine
         self.mode = mode
         self.budget = max_rows_per_step
         self.cap = max_rows_per_request_step or max_rows_per_step
         self.max_queued_rows = max_queued_rows
         self.batch_window_s = batch_window_s
         self.key = next(self._keys)
-        self._cv = threading.Condition()
+        self._lock = threading.Lock()
         self._jobs: list[Job] = []  # arrival order
-        self._batch: list[Job] = []  # request mode: the batch being run
+        self._batch: list[Job] = []  # request and off modes: the batch being run
         self._queued_rows = 0
         self._stopping = False
+        self._drained = threading.Event()
         self._row_steps_per_s = 0.0  # smoothed throughput, for Retry-After
         self._active_rows = 0
-        self._thread = threading.Thread(target=self._loop, name=f"sched-{model.name}", daemon=True)
-
-    def start(self) -> ModelScheduler:
-        self._thread.start()
-        return self
-
-    def stop(self, drain: bool = True, timeout: float | None = None) -> None:
-        """Stop taking jobs; with `drain`, finish the ones in hand first."""
-        with self._cv:
-            self._stopping = True
-            if not drain:
-                for job in self._jobs:
-                    job.error = SchedulerStopped("model unloaded")
-            self._cv.notify_all()
-        self._thread.join(timeout)
+        engine.attach(self)
 
     @property
     def queued_rows(self) -> int:
@@ -172,7 +168,7 @@ class ModelScheduler:
         return int(min(60, max(1, math.ceil(self._queued_rows * steps / rate / 2))))
 
     def submit(self, job: Job) -> None:
-        with self._cv:
+        with self._lock:
             if self._stopping:
                 raise SchedulerStopped(f"model {self.model.name} is being unloaded")
             if self._queued_rows + job.n > self.max_queued_rows:
@@ -180,65 +176,74 @@ class ModelScheduler:
             job.chunks = make_chunks(job.plan, job.n, job.seed, self.model.device)
             self._jobs.append(job)
             self._queued_rows += job.n
-            self._cv.notify_all()
         self._report_load(active_rows=None)
+        self.engine.wake()
 
     def cancel(self, job: Job) -> None:
-        with self._cv:
-            job.cancelled = True
-            self._cv.notify_all()
+        job.cancelled = True
+        self.engine.wake()
 
-    # -- the scheduler thread ------------------------------------------------------------
+    def stop(self, timeout: float | None = None) -> None:
+        """Take no new jobs, finish the ones in hand, then leave the engine."""
+        with self._lock:
+            self._stopping = True
+            if not self._jobs:
+                self._drained.set()
+        self.engine.wake()
+        self._drained.wait(timeout)
+        self.engine.detach(self)
 
-    def _loop(self) -> None:
-        while True:
-            with self._cv:
-                if not self._jobs:
+    # -- called on the engine thread -----------------------------------------------------
+
+    def run_once(self) -> float:
+        """Retire dead jobs and run at most one step; -> seconds until it wants to run again."""
+        self._retire_dead_jobs()
+        with self._lock:
+            if not self._jobs:
+                if self._stopping:
+                    self._drained.set()
+                if self._active_rows:
                     self._report_load(active_rows=0)
-                while not self._jobs and not self._stopping:
-                    self._cv.wait()
-                if not self._jobs and self._stopping:
-                    return
-            try:
-                self._retire_dead_jobs()
-                chosen = self._choose()
-                if chosen:
-                    self._step(chosen)
-            except Exception as e:  # never let one bad step kill the model's loop
-                log.exception("scheduler step failed for %s", self.model.name)
-                self._fail_all(e)
+                return math.inf
+        if self.mode != "step" and not any(not j.finished for j in self._batch):
+            wait = self._form_batch()
+            if wait > 0:
+                return wait
+        chosen = self._choose()
+        if chosen:
+            self._step(chosen)
+        return 0.0
 
     def _choose(self) -> list[RowChunk]:
         if self.mode == "step":
-            with self._cv:
+            with self._lock:
                 jobs = list(self._jobs)
             return select_chunks(jobs, self.budget, self.cap)
-        if not any(j for j in self._batch if not j.finished):
-            self._batch = self._form_batch()
         return [c for j in self._batch for c in j.chunks if not c.done]
 
-    def _form_batch(self) -> list[Job]:
-        """Request mode: wait out the window after the oldest arrival, then take whole jobs."""
-        with self._cv:
-            if not self._jobs:
-                return []
+    def _form_batch(self) -> float:
+        """Request mode: once the window after the oldest arrival has passed, take whole jobs
+        up to the row budget. Off: the oldest job alone, at once. -> seconds left to wait."""
+        with self._lock:
             wait = self._jobs[0].submitted + self.batch_window_s - time.monotonic()
-            if wait > 0:
-                self._cv.wait(wait)
+            if self.mode == "request" and wait > 0:
+                return wait
             batch, rows = [], 0
             for job in self._jobs:
-                if batch and rows + job.n > self.budget:
+                if batch and (self.mode == "off" or rows + job.n > self.budget):
                     break
                 batch.append(job)
                 rows += job.n
-            return batch
+            self._batch = batch
+        return 0.0
 
     def _step(self, chosen: list[RowChunk]) -> None:
         now = time.monotonic()
-        owners = {id(c): j for j in self._jobs_snapshot() for c in j.chunks}
+        with self._lock:
+            owners = {id(c): j for j in self._jobs for c in j.chunks}
         admitted = sum(c.rows for c in chosen if not c.started)
-        for c in chosen:
-            job = owners[id(c)]
+        touched = {id(owners[id(c)]): owners[id(c)] for c in chosen}.values()
+        for job in touched:
             if job.started is None:
                 job.started = now
         t0 = time.perf_counter()
@@ -247,23 +252,21 @@ class ModelScheduler:
         rows = sum(c.rows for c in chosen)
         rate = rows / max(seconds, 1e-6)
         self._row_steps_per_s = (
-            rate if not self._row_steps_per_s else (0.8 * self._row_steps_per_s + 0.2 * rate)
+            rate if not self._row_steps_per_s else 0.8 * self._row_steps_per_s + 0.2 * rate
         )
-        self._safe_hook(self.hooks.on_step, self.model.dataset, rows, admitted, seconds)
-        for job in {id(owners[id(c)]): owners[id(c)] for c in chosen}.values():
+        _safe_hook(self.hooks.on_step, self.model.dataset, rows, admitted, seconds)
+        for job in touched:
             if all(c.done for c in job.chunks):
                 samples = collect(job.chunks)
                 job.samples, job.nonfinite = samples, count_nonfinite(samples)
                 self._finish(job)
         self._report_load(active_rows=rows)
 
-    def _jobs_snapshot(self) -> list[Job]:
-        with self._cv:
-            return list(self._jobs)
-
     def _retire_dead_jobs(self) -> None:
         now = time.monotonic()
-        for job in self._jobs_snapshot():
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
             if job.cancelled:
                 job.error = Cancelled("client went away")
                 self._finish(job)
@@ -273,39 +276,40 @@ class ModelScheduler:
                     f"({job.remaining_rows} of {job.n} rows unfinished)"
                 )
                 self._finish(job)
-            elif job.error is not None:
-                self._finish(job)
 
-    def _fail_all(self, error: Exception) -> None:
-        for job in self._jobs_snapshot():
+    def fail_all(self, error: Exception) -> None:
+        with self._lock:
+            jobs = list(self._jobs)
+        for job in jobs:
             job.error = error
             self._finish(job)
 
     def _finish(self, job: Job) -> None:
-        with self._cv:
+        with self._lock:
             if job.finished is not None:
                 return
             job.finished = time.monotonic()
             if job in self._jobs:
                 self._jobs.remove(job)
                 self._queued_rows -= job.n
-            job.chunks = [] if job.error is not None else job.chunks
-        self._safe_hook(job.on_done, job)
+            if job.error is not None:
+                job.chunks = []  # free the rows now
+        _safe_hook(job.on_done, job)
 
     def _report_load(self, active_rows: int | None) -> None:
         """active_rows: rows run in the last step; None keeps the last value reported."""
         if active_rows is not None:
             self._active_rows = active_rows
-        self._safe_hook(
+        _safe_hook(
             self.hooks.on_load, self.model.dataset, self.key, self._queued_rows, self._active_rows
         )
 
-    @staticmethod
-    def _safe_hook(fn: Callable, *args: object) -> None:
-        try:
-            fn(*args)
-        except Exception:  # a failing hook never fails a request
-            log.exception("hook %s failed", getattr(fn, "__name__", fn))
+
+def _safe_hook(fn: Callable, *args: object) -> None:
+    try:
+        fn(*args)
+    except Exception:  # a failing hook never fails a request
+        log.exception("hook %s failed", getattr(fn, "__name__", fn))
 
 
 def future_callback(

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from service.api.batcher import ModelScheduler
+from service.api.engine import Engine
 from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.core.model import ReadyModel
@@ -98,7 +99,7 @@ class Registry:
     def stop(self, names: set[str] | None = None) -> None:
         for name, served in self.models.items():
             if names is None or name in names:
-                served.scheduler.stop(drain=True, timeout=30)
+                served.scheduler.stop(timeout=30)
 
 
 def _preference(model: ReadyModel) -> int:
@@ -113,8 +114,13 @@ def warm_up(model: ReadyModel) -> None:
 
 
 def build_registry(
-    settings: Settings, metrics: Metrics, device: torch.device, previous: Registry | None = None
+    settings: Settings,
+    metrics: Metrics,
+    engine: Engine,
+    device: torch.device,
+    previous: Registry | None = None,
 ) -> Registry:
+    """Load, verify and warm up every checkpoint; run it on the engine thread (engine.call)."""
     store = CheckpointStore(settings.model_store)
     registry = Registry()
     for name in store.names():
@@ -134,13 +140,14 @@ def build_registry(
         scheduler = ModelScheduler(
             model,
             metrics,
+            engine,
             mode=settings.batching,
             max_rows_per_step=settings.max_rows_per_step,
             max_rows_per_request_step=settings.max_rows_per_request_step,
             max_queued_rows=settings.max_queued_rows,
             batch_window_s=settings.batch_window_ms / 1000,
         )
-        registry.models[name] = ServedModel(model, scheduler.start())
+        registry.models[name] = ServedModel(model, scheduler)
         log.info("serving %s (%s) on %s", name, model.sha256[:12], device)
     metrics.set_models(
         [(s.model.dataset, s.model.sha256, str(device)) for s in registry.models.values()],

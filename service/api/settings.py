@@ -25,10 +25,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # CPU threads for the model's tensor work; None: torch's default (one per core)
+    torch_threads: int | None = Field(None, ge=1, le=256)
 
     # Batching: "step" admits rows every denoising step; "request" starts whole requests
-    # together after `batch_window_ms` and runs them to the end (the classic static batcher).
-    batching: Literal["step", "request"] = "step"
+    # together after `batch_window_ms` and runs them to the end (the classic static batcher);
+    # "off" runs one request at a time (for the benchmark's baseline).
+    batching: Literal["step", "request", "off"] = "step"
     max_rows_per_step: int = Field(4096, ge=CHUNK_ROWS, le=1_000_000)
     # None: no cap beyond the round-robin share (see README "Batching")
     max_rows_per_request_step: int | None = Field(None, ge=CHUNK_ROWS)

@@ -10,6 +10,7 @@ from typing import Annotated
 import torch
 from fastapi import Depends, Request
 
+from service.api.engine import Engine
 from service.api.metrics import Metrics
 from service.api.registry import Registry
 from service.api.settings import Settings
@@ -20,6 +21,7 @@ class AppState:
     settings: Settings
     metrics: Metrics
     device: torch.device
+    engine: Engine
     registry: Registry = field(default_factory=Registry)
     ready: bool = False
     load_error: str | None = None
@@ -27,8 +29,9 @@ class AppState:
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.dgs
 
 
+# async: a plain def would send every request through the thread pool
 StateDep = Annotated[AppState, Depends(get_state)]

@@ -27,6 +27,8 @@ class ReadyModel:
     # Rows per forward block: on the CPU, blocks of ~1k rows keep activations in cache.
     block_rows: int | None
     _respaced: dict[int, Schedule] = field(default_factory=dict, repr=False, compare=False)
+    # sampling plans by (variant, scale, steps): built once, then shared by requests
+    plans: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def schedule_for(self, steps: int | None) -> Schedule:
         """The full schedule, or its respacing to `steps` reverse steps (built once, cached)."""

@@ -28,6 +28,7 @@ MIN_FORWARD_ROWS = 16
 # Per-position parameters of a plan, one row of floats each (see Plan.rows):
 # ddpm_step's 5 coefficients, then the network's t, gamma_t, and the gradient EMA weight.
 COEF, T_COL, GAMMA_COL, ALPHA_COL = slice(0, 5), 5, 6, 7
+MAX_CACHED_PLANS = 1024
 
 
 def chunk_seed(seed: int, index: int) -> int:
@@ -57,10 +58,17 @@ class Plan:
 def make_plan(
     model: ReadyModel, variant: str, scale: float | None = None, steps: int | None = None
 ) -> Plan:
-    """Check the request against the model and precompute its per-position parameters."""
+    """Check the request against the model and precompute its per-position parameters.
+
+    Plans are cached on the model (up to MAX_CACHED_PLANS), so a server's event loop does no
+    tensor work for a repeated request shape.
+    """
     v = get_variant(variant)
     require_density_head(model, v.name, v.needs_gradient)
     used_scale = resolve_scale(v, scale)
+    key = (v.name, used_scale, steps)
+    if key in model.plans:
+        return model.plans[key]
     s = model.schedule_for(steps)
     gamma = v.gamma(s.timesteps.cpu(), s.num_timesteps, used_scale)
     alpha = v.smoothing or 0.0
@@ -77,7 +85,10 @@ def make_plan(
         ],
         dim=1,
     )
-    return Plan(v, used_scale, s.num_steps, columns.tolist())
+    plan = Plan(v, used_scale, s.num_steps, columns.tolist())
+    if len(model.plans) < MAX_CACHED_PLANS:
+        model.plans[key] = plan
+    return plan
 
 
 @dataclass

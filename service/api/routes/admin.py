@@ -31,8 +31,12 @@ async def reload(request: Request, state: StateDep) -> dict:
     _authorize(request, state)
     async with state.reload_lock:
         old = state.registry
-        new = await asyncio.to_thread(
-            build_registry, state.settings, state.metrics, state.device, old
+        new = await asyncio.wrap_future(
+            state.engine.call(
+                lambda: build_registry(
+                    state.settings, state.metrics, state.engine, state.device, old
+                )
+            )
         )
         state.registry = new
         state.ready = True

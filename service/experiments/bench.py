@@ -1,0 +1,228 @@
+"""`dgs bench`: speed as ratios measured side by side in one run (never absolute targets in tests).
+
+Sections: the dense-matmul roofline; sampler throughput per variant and n against it, and
+the guided/baseline overhead; the real server under concurrent load with batching on and
+off; step-level against request-level batching under Poisson arrivals; training speed.
+Writes bench.json and bench.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import platform
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from service.core.model import ReadyModel
+from service.core.network import DenoiserConfig, flops_per_row
+from service.core.sampling import sample
+from service.core.store import CheckpointStore
+from service.experiments.loadgen import closed_loop, poisson
+from service.experiments.serving import running_server
+
+VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
+SIZES = (1, 64, 1000, 10_000)
+STEPS = 100
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
+
+
+def _time(fn, repeats: int) -> float:
+    """Best wall time of `repeats` calls (after one warm-up call)."""
+    fn()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def matmul_flops(device: torch.device) -> dict:
+    """Dense float32 matmul FLOP/s: the best of square GEMMs and the network's own shape."""
+    shapes = {
+        "square_2048": (2048, 2048, 2048),
+        "square_4096": (4096, 4096, 4096),
+        "network_1024x256x256": (1024, 256, 256),
+    }
+    out = {}
+    for name, (m, k, n) in shapes.items():
+        a = torch.randn(m, k, device=device)
+        b = torch.randn(k, n, device=device)
+        reps = max(3, int(2e10 // (2 * m * k * n)))
+        seconds = _time(lambda a=a, b=b, reps=reps: [a @ b for _ in range(reps)], 3)
+        out[name] = 2 * m * k * n * reps / seconds
+    out["peak"] = max(out.values())
+    return out
+
+
+def sampler_throughput(model: ReadyModel, peak: float, bar: tqdm) -> dict:
+    """sample-steps/s per variant and n; baseline against the roofline; guided overhead."""
+    config: DenoiserConfig = model.network.config
+    arch_flops = flops_per_row(config, cached_time=False)
+    exec_flops = flops_per_row(config, cached_time=True)
+    roofline = peak / arch_flops  # sample-steps/s if every FLOP ran at the peak
+    rows = []
+    for n in SIZES:
+        seconds = {}
+        for variant in VARIANTS:
+            repeats = 1 if n >= 10_000 else 3
+            seconds[variant] = _time(lambda v=variant, n=n: sample(model, v, n=n, seed=0), repeats)
+            bar.update(1)
+        for variant in VARIANTS:
+            rate = n * STEPS / seconds[variant]
+            rows.append(
+                {
+                    "variant": variant,
+                    "n": n,
+                    "seconds": seconds[variant],
+                    "sample_steps_per_s": rate,
+                    "roofline_fraction": rate / roofline if variant == "baseline" else None,
+                    "roofline_fraction_executed_flops": (
+                        rate * exec_flops / peak if variant == "baseline" else None
+                    ),
+                    "guided_over_baseline": seconds[variant] / seconds["baseline"],
+                }
+            )
+    return {
+        "flops_per_sample_step": arch_flops,
+        "executed_flops_per_sample_step": exec_flops,
+        "roofline_sample_steps_per_s": roofline,
+        "rows": rows,
+    }
+
+
+def offline_rate(model: ReadyModel, n: int) -> float:
+    return n * STEPS / _time(lambda: sample(model, "baseline", n=n, seed=0), 2)
+
+
+def service_load(store: Path, model: ReadyModel, bar: tqdm) -> list[dict]:
+    """Closed-loop clients against the real server, batching on (step) and off, same run."""
+    rows = []
+    for mode in ("step", "off"):
+        with running_server(store, BATCHING=mode, MAX_ROWS_PER_STEP=4096) as base:
+            asyncio.run(closed_loop(base, 4, 16, 2))  # warm the server and the connections
+            for clients in (1, 8, 64):
+                for n in (16, 256):
+                    per_client = max(2, 64 // clients)
+                    result = asyncio.run(closed_loop(base, clients, n, per_client))
+                    rows.append(
+                        {
+                            "batching": "on" if mode == "step" else "off",
+                            "clients": clients,
+                            "n": n,
+                            **result.summary(STEPS),
+                        }
+                    )
+                    bar.update(1)
+    for clients in (1, 8, 64):
+        for n in (16, 256):
+            offline = offline_rate(model, clients * n)
+            for row in rows:
+                if row["clients"] == clients and row["n"] == n:
+                    row["offline_sample_steps_per_s"] = offline
+                    row["fraction_of_offline"] = row["sample_steps_per_s"] / offline
+    return rows
+
+
+def step_vs_request(store: Path, model: ReadyModel, bar: tqdm, duration: float) -> dict:
+    """Poisson arrivals (3/4 of requests n = 16, 1/4 n = 256) at rising rates, per scheduler."""
+    sizes = (16, 16, 16, 256)
+    mean_rows = sum(sizes) / len(sizes)
+    capacity = offline_rate(model, 1024) / STEPS / mean_rows  # requests/s, roughly
+    loads = (0.2, 0.4, 0.6, 0.8, 1.0, 1.3)
+    rows = []
+    for mode in ("step", "request"):
+        with running_server(store, BATCHING=mode, MAX_ROWS_PER_STEP=4096) as base:
+            asyncio.run(closed_loop(base, 4, 16, 2))
+            for load in loads:
+                result = asyncio.run(poisson(base, load * capacity, duration, sizes))
+                rows.append(
+                    {
+                        "scheduler": mode,
+                        "load": load,
+                        "rate_per_s": load * capacity,
+                        **result.summary(STEPS),
+                    }
+                )
+                bar.update(1)
+    return {"capacity_requests_per_s": capacity, "rows": rows}
+
+
+def training_speed(peak: float, steps: int = 1000) -> dict:
+    from service.worker.recipes import train_config
+    from service.worker.train import train
+
+    config = replace(train_config("paper", "plain"), steps=steps, kl_samples=200)
+    with tempfile.TemporaryDirectory() as out:
+        manifest = train("moons", config, out=out, progress=False)
+    seconds_per_1000 = manifest["train_seconds"] / steps * 1000
+    # forward + backward with weight gradients: ~3x the forward's FLOPs, full first layer
+    flops = 3 * flops_per_row(DenoiserConfig(), cached_time=False) * config.batch_size
+    roofline_s = 1000 * flops / peak
+    return {
+        "seconds_per_1000_steps": seconds_per_1000,
+        "roofline_seconds_per_1000": roofline_s,
+        "roofline_fraction": roofline_s / seconds_per_1000,
+        "batch_size": config.batch_size,
+    }
+
+
+def bench(
+    out: str | Path = ".bench",
+    store: str | Path = "model_store",
+    quick: bool = False,
+    sections: tuple[str, ...] = ("sampler", "service", "schedulers", "training"),
+) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = CheckpointStore(store).load_ready("moons-density")
+    device = model.device
+    total = (
+        len(SIZES) * len(VARIANTS) * ("sampler" in sections)
+        + 12 * ("service" in sections)
+        + 12 * ("schedulers" in sections)
+    )
+    bar = tqdm(total=total, desc="bench", unit="run")
+    report: dict = {"machine": machine(), "device": str(device), "started": time.ctime()}
+    report["matmul_flops"] = matmul_flops(device)
+    peak = report["matmul_flops"]["peak"]
+    if "sampler" in sections:
+        report["sampler"] = sampler_throughput(model, peak, bar)
+    if "service" in sections:
+        report["service"] = service_load(Path(store), model, bar)
+    if "schedulers" in sections:
+        report["schedulers"] = step_vs_request(Path(store), model, bar, 3.0 if quick else 6.0)
+    if "training" in sections:
+        report["training"] = training_speed(peak, steps=200 if quick else 1000)
+    bar.close()
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    from service.experiments.bench_report import render
+
+    (out / "bench.md").write_text(render(report))
+    return report

@@ -1,0 +1,141 @@
+"""bench.json -> bench.md: tables, and each target of the benchmark issue met or missed."""
+
+from __future__ import annotations
+
+
+def _target(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def _sampler(s: dict) -> list[str]:
+    lines = [
+        "## Sampler throughput (offline, one request)",
+        "",
+        f"Roofline: {s['roofline_sample_steps_per_s']:,.0f} sample-steps/s = peak matmul FLOP/s"
+        f" / {s['flops_per_sample_step']:,} FLOPs per sample-step (the network as specified; "
+        f"{s['executed_flops_per_sample_step']:,} executed, the time third of the first layer "
+        "being a cached lookup).",
+        "",
+        "| variant | n | seconds | sample-steps/s | of roofline | guided / baseline |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in s["rows"]:
+        roof = f"{r['roofline_fraction']:.0%}" if r["roofline_fraction"] is not None else ""
+        lines.append(
+            f"| {r['variant']} | {r['n']:,} | {r['seconds']:.3f} | "
+            f"{r['sample_steps_per_s']:,.0f} | {roof} | "
+            f"{r['guided_over_baseline']:.2f}x |"
+        )
+    big = [r for r in s["rows"] if r["n"] == max(x["n"] for x in s["rows"])]
+    base = next(r for r in big if r["variant"] == "baseline")
+    worst = max(r["guided_over_baseline"] for r in big if r["variant"] != "baseline")
+    lines += [
+        "",
+        f"- Target baseline at n = {base['n']:,} >= 70% of the roofline: "
+        f"{base['roofline_fraction']:.0%} ({base['roofline_fraction_executed_flops']:.0%} counting "
+        f"executed FLOPs only) - {_target(base['roofline_fraction'] >= 0.7)}.",
+        f"- Target guided / baseline <= 2.0x at n = {base['n']:,}: worst variant {worst:.2f}x - "
+        f"{_target(worst <= 2.0)}.",
+        "",
+    ]
+    return lines
+
+
+def _service(rows: list[dict]) -> list[str]:
+    lines = [
+        "## Service under concurrent load (real server, closed-loop clients on loopback)",
+        "",
+        "| batching | clients | n | p50 s | p95 s | p99 s | requests/s | sample-steps/s "
+        "| of offline one-batch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['batching']} | {r['clients']} | {r['n']} | {r['p50_s']:.3f} | "
+            f"{r['p95_s']:.3f} | {r['p99_s']:.3f} | {r['requests_per_s']:.1f} | "
+            f"{r['sample_steps_per_s']:,.0f} | {r['fraction_of_offline']:.0%} |"
+        )
+    on = next(r for r in rows if r["batching"] == "on" and r["clients"] == 64 and r["n"] == 16)
+    off = next(r for r in rows if r["batching"] == "off" and r["clients"] == 64 and r["n"] == 16)
+    gain = on["sample_steps_per_s"] / off["sample_steps_per_s"]
+    lines += [
+        "",
+        f"- Target at C = 64, n = 16, batching on >= 4x off: {gain:.1f}x - {_target(gain >= 4)}.",
+        f"- Target batching on >= 60% of the same work offline as one batch: "
+        f"{on['fraction_of_offline']:.0%} - {_target(on['fraction_of_offline'] >= 0.6)}.",
+        "",
+    ]
+    return lines
+
+
+def _schedulers(s: dict) -> list[str]:
+    rows = s["rows"]
+    lines = [
+        "## Step-level against request-level batching (Poisson arrivals, n = 16 x3 : 256 x1)",
+        "",
+        f"Load 1.0 = {s['capacity_requests_per_s']:.1f} requests/s, the offline capacity.",
+        "",
+        "| scheduler | load | offered req/s | p50 s | p99 s | p99 s, n = 16 | p99 s, n = 256 "
+        "| requests/s | sample-steps/s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        by_n = r.get("p99_s_by_n", {})
+        lines.append(
+            f"| {r['scheduler']} | {r['load']:.1f} | {r['rate_per_s']:.1f} | {r['p50_s']:.3f} | "
+            f"{r['p99_s']:.3f} | {by_n.get('16', float('nan')):.3f} | "
+            f"{by_n.get('256', float('nan')):.3f} | {r['requests_per_s']:.1f} | "
+            f"{r['sample_steps_per_s']:,.0f} |"
+        )
+    by = {(r["scheduler"], r["load"]): r for r in rows}
+    medium = [load for load in (0.4, 0.6) if ("step", load) in by]
+    ratios = [by["request", load]["p99_s"] / by["step", load]["p99_s"] for load in medium]
+    peak = {
+        k: max(r["sample_steps_per_s"] for r in rows if r["scheduler"] == k)
+        for k in ("step", "request")
+    }
+    lines += [
+        "",
+        f"- Target p99 at least 2x lower with step-level at medium load (0.4, 0.6): request / "
+        f"step p99 = {', '.join(f'{x:.1f}x' for x in ratios)} - "
+        f"{_target(bool(ratios) and min(ratios) >= 2)}.",
+        f"- Target no loss of peak throughput: step {peak['step']:,.0f} vs request "
+        f"{peak['request']:,.0f} sample-steps/s - {_target(peak['step'] >= 0.95 * peak['request'])}"
+        " (5% allowed for run-to-run noise).",
+        "",
+    ]
+    return lines
+
+
+def render(report: dict) -> str:
+    m = report["machine"]
+    mm = report["matmul_flops"]
+    lines = [
+        "# Benchmark report",
+        "",
+        f"Machine: {m['cpu']}; GPU: {m['gpu'] or 'none'}; device used: {report['device']}; "
+        f"torch {m['torch']} with {m['torch_threads']} threads; Python {m['python']}. "
+        f"Run started {report['started']}.",
+        "",
+        "Dense float32 matmul: "
+        + ", ".join(f"{k} {v / 1e9:,.1f} GFLOP/s" for k, v in mm.items() if k != "peak")
+        + f"; peak {mm['peak'] / 1e9:,.1f} GFLOP/s.",
+        "",
+    ]
+    if "sampler" in report:
+        lines += _sampler(report["sampler"])
+    if "service" in report:
+        lines += _service(report["service"])
+    if "schedulers" in report:
+        lines += _schedulers(report["schedulers"])
+    if "training" in report:
+        t = report["training"]
+        lines += [
+            "## Training",
+            "",
+            f"{t['seconds_per_1000_steps']:.1f} s per 1,000 steps (batch {t['batch_size']}); the "
+            f"forward+backward FLOP roofline is {t['roofline_seconds_per_1000']:.2f} s: "
+            f"{t['roofline_fraction']:.0%} of it.",
+            "",
+        ]
+    return "\n".join(lines)

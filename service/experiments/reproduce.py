@@ -1,0 +1,192 @@
+"""`dgs reproduce`: the paper's Table 1 grid, plus the row it lacks, with figures.
+
+For each dataset: baseline on the plain model (the paper's Baseline), baseline on the density
+model (separates the training failure from the guidance), and fixed, adaptive, smoothed,
+minimal on the density model, at default scales. Every cell is sampled and scored by
+`core.evaluation.evaluate`, the code behind `POST /evaluate`. Then a guidance-scale sweep.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from service.core.data import DATASETS
+from service.core.evaluation import Evaluation, evaluate, score
+from service.core.model import ReadyModel
+from service.core.sampling import sample
+from service.core.store import CheckpointStore
+from service.experiments.paper import paper_cell
+
+GRID: tuple[tuple[str, str], ...] = (  # (objective of the model, variant)
+    ("plain", "baseline"),
+    ("density", "baseline"),
+    ("density", "fixed"),
+    ("density", "adaptive"),
+    ("density", "smoothed"),
+    ("density", "minimal"),
+)
+SWEEP_VARIANTS = ("fixed", "adaptive")
+SWEEP_SCALES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    objective: str
+    variant: str
+    scale: float
+    model: str
+    kl_bits: float
+    nonfinite_fraction: float
+    batch_seconds: float
+    seconds_per_sample: float
+    train_minutes: float
+    eval_loss: float
+    paper_kl: str
+    paper_time_s: str
+    paper_train_min: str
+    paper_eval_loss: str
+
+
+def make_cell(model: ReadyModel, ev: Evaluation) -> Cell:
+    m = model.manifest
+    paper = paper_cell(model.dataset, model.objective, ev.variant)
+    return Cell(
+        dataset=model.dataset,
+        objective=model.objective,
+        variant=ev.variant,
+        scale=ev.scale,
+        model=model.name,
+        kl_bits=ev.kl_bits,
+        nonfinite_fraction=ev.nonfinite_fraction,
+        batch_seconds=ev.sampling_seconds,
+        seconds_per_sample=ev.seconds_per_sample,
+        train_minutes=m["train_seconds"] / 60,
+        eval_loss=m["eval_loss"],
+        paper_kl=paper["kl"],
+        paper_time_s=paper["time_s"],
+        paper_train_min=paper["train_min"],
+        paper_eval_loss=paper["eval_loss"],
+    )
+
+
+def load_models(store: CheckpointStore, datasets: list[str], recipe: str) -> dict:
+    """(dataset, objective) -> ReadyModel for the given recipe ('paper' by default)."""
+    models = {}
+    for dataset in datasets:
+        for objective in ("plain", "density"):
+            name = (
+                f"{dataset}-{objective}"
+                if recipe == "paper"
+                else (f"{dataset}-{objective}-{recipe}")
+            )
+            models[dataset, objective] = store.load_ready(name)
+    return models
+
+
+def write_table(cells: list[Cell], out: Path) -> None:
+    with open(out / "table1.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(cells[0])))
+        writer.writeheader()
+        writer.writerows(asdict(c) for c in cells)
+    lines = [
+        "| dataset | model | variant | scale | KL (bits) | paper KL | non-finite | batch s "
+        "| s / sample | paper s | train min | paper train min | eval loss | paper eval loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        kl = "n/a" if math.isnan(c.kl_bits) else f"{c.kl_bits:.3f}"
+        lines.append(
+            f"| {c.dataset} | {c.objective} | {c.variant} | {c.scale:g} | {kl} | {c.paper_kl} "
+            f"| {c.nonfinite_fraction:.3f} | {c.batch_seconds:.2f} | {c.seconds_per_sample:.2e} "
+            f"| {c.paper_time_s} | {c.train_minutes:.1f} | {c.paper_train_min} "
+            f"| {c.eval_loss:.3f} | {c.paper_eval_loss} |"
+        )
+    (out / "table1.md").write_text("\n".join(lines) + "\n")
+
+
+def machine() -> str:
+    threads = torch.get_num_threads()
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
+    return f"{platform.machine()} {platform.processor() or ''} {device}, torch threads {threads}"
+
+
+def reproduce(
+    out: str | Path = "results",
+    n: int = 10_000,
+    sweep_n: int = 2_000,
+    seed: int = 0,
+    store: str | Path = "model_store",
+    datasets: list[str] | None = None,
+    recipe: str = "paper",
+    retrain: bool = False,
+    figures: bool = True,
+) -> list[Cell]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    datasets = datasets or sorted(DATASETS)
+    if retrain:
+        store = retrain_models(out / "model_store", datasets, recipe)
+    ckpts = CheckpointStore(store)
+    models = load_models(ckpts, datasets, recipe)
+    sweep = [(d, v, s) for d in datasets for v in SWEEP_VARIANTS for s in SWEEP_SCALES]
+    bar = tqdm(total=len(datasets) * len(GRID) + len(sweep), desc="reproduce", unit="run")
+    cells, samples = [], {}
+    for dataset in datasets:
+        for objective, variant in GRID:
+            bar.set_postfix_str(f"{dataset} {objective}/{variant}")
+            model = models[dataset, objective]
+            result = sample(model, variant, None, n, seed)
+            cells.append(make_cell(model, score(model, result)))
+            samples[dataset, objective, variant] = result.samples
+            bar.update(1)
+    sweep_rows = []
+    for dataset, variant, scale in sweep:
+        bar.set_postfix_str(f"sweep {dataset} {variant} s={scale:g}")
+        ev = evaluate(models[dataset, "density"], variant, scale, n=sweep_n, seed=seed)
+        sweep_rows.append(
+            {
+                "dataset": dataset,
+                "variant": variant,
+                "scale": scale,
+                "kl_bits": ev.kl_bits,
+                "nonfinite_fraction": ev.nonfinite_fraction,
+            }
+        )
+        bar.update(1)
+    bar.close()
+    write_table(cells, out)
+    with open(out / "sweep.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(sweep_rows[0]))
+        writer.writeheader()
+        writer.writerows(sweep_rows)
+    (out / "machine.txt").write_text(machine() + "\n")
+    if figures:
+        from service.experiments import figures as fig
+
+        fig.samples_grid(samples, datasets, out / "samples.png")
+        fig.kl_bars(cells, out / "kl_bars.png")
+        fig.loss_curves(
+            {d: (models[d, "plain"], models[d, "density"]) for d in datasets},
+            ckpts,
+            out / "loss_curves.png",
+        )
+        fig.scale_sweep(sweep_rows, cells, out / "scale_sweep.png")
+    return cells
+
+
+def retrain_models(root: Path, datasets: list[str], recipe: str) -> Path:
+    from service.worker.recipes import train_config
+    from service.worker.train import train
+
+    for dataset in datasets:
+        for objective in ("plain", "density"):
+            train(dataset, train_config(recipe, objective), out=root, progress=True)
+    return root
