@@ -19,7 +19,9 @@ class ScheduleConfig:
     beta_start: float = 1e-4  # linear only
     beta_end: float = 0.02  # linear only
     cosine_offset: float = 0.008  # cosine only (Nichol & Dhariwal's s)
-    max_beta: float = 0.999  # cosine only: clip near t = T
+    max_beta: float = 0.999  # cosine and logsnr: clip near t = T
+    sigma_min: float = 0.002  # logsnr only: the noise level sqrt(1 - alpha_bar) at t = 0
+    alpha_bar_end: float = 0.005  # logsnr only: alpha_bar at t = T - 1
 
 
 def linear_betas(c: ScheduleConfig) -> torch.Tensor:
@@ -33,9 +35,22 @@ def cosine_betas(c: ScheduleConfig) -> torch.Tensor:
     return (1 - f[1:] / f[:-1]).clamp(max=c.max_beta)
 
 
+def logsnr_betas(c: ScheduleConfig) -> torch.Tensor:
+    """log(alpha_bar / (1 - alpha_bar)) falling linearly in t, from sigma_min at t = 0 to
+    alpha_bar_end at t = T-1: the noise level shrinks by a constant factor per step near the
+    data, so the last steps resolve structure far finer than the linear schedule's (whose
+    smallest level, 0.01, is the width of the dino's blobs)."""
+    hi = math.log((1 - c.sigma_min**2) / c.sigma_min**2)
+    lo = math.log(c.alpha_bar_end / (1 - c.alpha_bar_end))
+    alpha_bar = torch.sigmoid(torch.linspace(hi, lo, c.num_timesteps, dtype=torch.float64))
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    return (1 - alpha_bar / prev).clamp(max=c.max_beta)
+
+
 BETA_SCHEDULES: dict[str, Callable[[ScheduleConfig], torch.Tensor]] = {
     "linear": linear_betas,
     "cosine": cosine_betas,
+    "logsnr": logsnr_betas,
 }
 
 

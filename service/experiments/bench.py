@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import platform
 import tempfile
 import time
 from dataclasses import replace
@@ -25,29 +24,12 @@ from service.core.network import DenoiserConfig, flops_per_row
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
 from service.experiments.loadgen import closed_loop, poisson
+from service.experiments.machine import machine
 from service.experiments.serving import running_server
 
 VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
 SIZES = (1, 64, 1000, 10_000)
 STEPS = 100
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-    }
 
 
 def _time(fn, repeats: int) -> float:
@@ -89,11 +71,17 @@ def sampler_throughput(model: ReadyModel, peak: float, bar: tqdm) -> dict:
     roofline = peak / arch_flops  # sample-steps/s if every FLOP ran at the peak
     rows = []
     for n in SIZES:
-        seconds = {}
+        # Variants interleaved, best of several rounds: drift on a shared machine hits all
+        # variants alike instead of whichever happened to run during it.
+        seconds = dict.fromkeys(VARIANTS, math.inf)
         for variant in VARIANTS:
-            repeats = 1 if n >= 10_000 else 3
-            seconds[variant] = _time(lambda v=variant, n=n: sample(model, v, n=n, seed=0), repeats)
-            bar.update(1)
+            sample(model, variant, n=n, seed=0)  # warm-up
+        for _ in range(2 if n >= 10_000 else 5):
+            for variant in VARIANTS:
+                start = time.perf_counter()
+                sample(model, variant, n=n, seed=0)
+                seconds[variant] = min(seconds[variant], time.perf_counter() - start)
+        bar.update(len(VARIANTS))
         for variant in VARIANTS:
             rate = n * STEPS / seconds[variant]
             rows.append(
@@ -129,7 +117,7 @@ def service_load(store: Path, model: ReadyModel, bar: tqdm) -> list[dict]:
             asyncio.run(closed_loop(base, 4, 16, 2))  # warm the server and the connections
             for clients in (1, 8, 64):
                 for n in (16, 256):
-                    per_client = max(2, 64 // clients)
+                    per_client = max(4, 64 // clients)
                     result = asyncio.run(closed_loop(base, clients, n, per_client))
                     rows.append(
                         {

@@ -23,6 +23,7 @@ COLUMNS = (
     ("density", "smoothed"),
     ("density", "minimal"),
 )
+PLOT_POINTS = 4000  # per panel: enough to see the shape, small enough for a light PNG
 VARIANT_COLORS = {
     "baseline": "black",
     "fixed": "tab:red",
@@ -50,7 +51,7 @@ def samples_grid(samples: dict, datasets: list[str], path: Path) -> None:
         for j, (objective, variant) in enumerate(COLUMNS):
             ax = axes[i, j]
             xs = samples[dataset, objective, variant]
-            finite = xs[np.isfinite(xs).all(axis=1)]
+            finite = xs[np.isfinite(xs).all(axis=1)][:PLOT_POINTS]
             inside = ((finite >= box_lo) & (finite <= box_hi)).all(axis=1)
             # the view holds the data and the bulk of the samples, wherever they went
             lo = np.minimum(box_lo, np.percentile(finite, 2, axis=0)) if len(finite) else box_lo
@@ -67,11 +68,10 @@ def samples_grid(samples: dict, datasets: list[str], path: Path) -> None:
             ax.set_xlim(lo[0], hi[0])
             ax.set_ylim(lo[1], hi[1])
             ax.tick_params(labelsize=6)
-            outside = len(xs) - int(inside.sum())
             ax.text(
                 0.02,
                 0.02,
-                f"{outside / len(xs):.0%} off the data",
+                f"{1 - inside.mean():.0%} off the data",
                 transform=ax.transAxes,
                 fontsize=7,
             )
@@ -80,7 +80,7 @@ def samples_grid(samples: dict, datasets: list[str], path: Path) -> None:
             if j == 0:
                 ax.set_ylabel(dataset)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 
@@ -110,9 +110,9 @@ def kl_bars(cells: list, path: Path) -> None:
     ax.set_xticks(np.arange(len(datasets)) + 0.4 - width / 2, datasets)
     ax.set_yscale("log")
     ax.set_ylabel("KL(data || samples), bits")
-    ax.legend(fontsize=7, ncol=3)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.08))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # keeps the legend below the axes
     plt.close(fig)
 
 
@@ -145,13 +145,16 @@ def loss_curves(models: dict, store: CheckpointStore, path: Path) -> None:
     plt.close(fig)
 
 
-def scale_sweep(rows: list[dict], cells: list, path: Path) -> None:
-    """KL against guidance scale (log x) for fixed and adaptive on each density model."""
+def scale_sweep(rows: list[dict], path: Path) -> None:
+    """KL against guidance scale (log x) for fixed and adaptive on each density model,
+    with both baselines sampled at the same n as reference lines."""
     datasets = sorted({r["dataset"] for r in rows})
     fig, axes = plt.subplots(1, len(datasets), figsize=(4 * len(datasets), 3.5), squeeze=False)
     for j, dataset in enumerate(datasets):
         ax = axes[0, j]
-        for variant in sorted({r["variant"] for r in rows}):
+        for variant in sorted(
+            {r["variant"] for r in rows} - {"baseline-plain", "baseline-density"}
+        ):
             pts = sorted(
                 (r["scale"], r["kl_bits"])
                 for r in rows
@@ -167,9 +170,9 @@ def scale_sweep(rows: list[dict], cells: list, path: Path) -> None:
         for objective, style in (("plain", "--"), ("density", ":")):
             base = next(
                 (
-                    c.kl_bits
-                    for c in cells
-                    if c.dataset == dataset and c.objective == objective and c.variant == "baseline"
+                    r["kl_bits"]
+                    for r in rows
+                    if r["dataset"] == dataset and r["variant"] == f"baseline-{objective}"
                 ),
                 math.nan,
             )
@@ -182,4 +185,29 @@ def scale_sweep(rows: list[dict], cells: list, path: Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def recipe_samples(samples: dict, improved: dict, datasets: list[str], path: Path) -> None:
+    """Baseline samples of the paper-recipe and improved-recipe plain models, side by side."""
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(6, 3 * len(datasets)), squeeze=False)
+    for i, dataset in enumerate(datasets):
+        data = reference_points(dataset)[::20]
+        for j, (title, xs) in enumerate(
+            (
+                ("paper recipe", samples[dataset, "plain", "baseline"]),
+                ("improved recipe", improved[dataset]),
+            )
+        ):
+            ax = axes[i, j]
+            ax.scatter(data[:, 0], data[:, 1], s=1, c="0.8", rasterized=True)
+            pts = xs[np.isfinite(xs).all(axis=1)][:PLOT_POINTS]
+            ax.scatter(pts[:, 0], pts[:, 1], s=1, alpha=0.4, c="black", rasterized=True)
+            ax.tick_params(labelsize=6)
+            if i == 0:
+                ax.set_title(title)
+            if j == 0:
+                ax.set_ylabel(dataset)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     plt.close(fig)

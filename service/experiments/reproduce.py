@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import csv
 import math
-import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from service.core.data import DATASETS
@@ -22,7 +20,8 @@ from service.core.evaluation import Evaluation, evaluate, score
 from service.core.model import ReadyModel
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
-from service.experiments.paper import paper_cell
+from service.experiments.machine import describe
+from service.experiments.paper import BASELINE_KL, paper_cell
 
 GRID: tuple[tuple[str, str], ...] = (  # (objective of the model, variant)
     ("plain", "baseline"),
@@ -112,12 +111,6 @@ def write_table(cells: list[Cell], out: Path) -> None:
     (out / "table1.md").write_text("\n".join(lines) + "\n")
 
 
-def machine() -> str:
-    threads = torch.get_num_threads()
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
-    return f"{platform.machine()} {platform.processor() or ''} {device}, torch threads {threads}"
-
-
 def reproduce(
     out: str | Path = "results",
     n: int = 10_000,
@@ -136,7 +129,9 @@ def reproduce(
         store = retrain_models(out / "model_store", datasets, recipe)
     ckpts = CheckpointStore(store)
     models = load_models(ckpts, datasets, recipe)
+    # the guided variants over scales, and both baselines at the same n for reference
     sweep = [(d, v, s) for d in datasets for v in SWEEP_VARIANTS for s in SWEEP_SCALES]
+    sweep += [(d, b, 0.0) for d in datasets for b in ("baseline-plain", "baseline-density")]
     bar = tqdm(total=len(datasets) * len(GRID) + len(sweep), desc="reproduce", unit="run")
     cells, samples = [], {}
     for dataset in datasets:
@@ -150,7 +145,8 @@ def reproduce(
     sweep_rows = []
     for dataset, variant, scale in sweep:
         bar.set_postfix_str(f"sweep {dataset} {variant} s={scale:g}")
-        ev = evaluate(models[dataset, "density"], variant, scale, n=sweep_n, seed=seed)
+        model = models[dataset, "plain" if variant == "baseline-plain" else "density"]
+        ev = evaluate(model, variant.split("-")[0], scale, n=sweep_n, seed=seed)
         sweep_rows.append(
             {
                 "dataset": dataset,
@@ -167,10 +163,13 @@ def reproduce(
         writer = csv.DictWriter(f, fieldnames=list(sweep_rows[0]))
         writer.writeheader()
         writer.writerows(sweep_rows)
-    (out / "machine.txt").write_text(machine() + "\n")
+    (out / "machine.txt").write_text(describe() + "\n")
+    improved = compare_recipes(ckpts, datasets, cells, samples, n, seed, out)
     if figures:
         from service.experiments import figures as fig
 
+        if improved:
+            fig.recipe_samples(samples, improved, datasets, out / "recipes.png")
         fig.samples_grid(samples, datasets, out / "samples.png")
         fig.kl_bars(cells, out / "kl_bars.png")
         fig.loss_curves(
@@ -178,8 +177,47 @@ def reproduce(
             ckpts,
             out / "loss_curves.png",
         )
-        fig.scale_sweep(sweep_rows, cells, out / "scale_sweep.png")
+        fig.scale_sweep(sweep_rows, out / "scale_sweep.png")
     return cells
+
+
+IMPROVED = "improved"
+
+
+def compare_recipes(
+    store: CheckpointStore,
+    datasets: list[str],
+    cells: list[Cell],
+    samples: dict,
+    n: int,
+    seed: int,
+    out: Path,
+) -> dict:
+    """Baseline samples of the improved-recipe plain models beside the paper's, if shipped.
+
+    -> {dataset: samples}; writes recipes.md with both KLs and train times.
+    """
+    names = {d: f"{d}-plain-{IMPROVED}" for d in datasets}
+    if not all(name in store.names() for name in names.values()):
+        return {}
+    lines = [
+        "| dataset | paper recipe KL | improved KL | half the paper's | "
+        "paper train min | improved train min |",
+        "|---|---|---|---|---|---|",
+    ]
+    improved = {}
+    for d in datasets:
+        model = store.load_ready(names[d])
+        result = sample(model, "baseline", None, n, seed)
+        ev = score(model, result)
+        improved[d] = result.samples
+        paper = next(c for c in cells if c.dataset == d and c.objective == "plain")
+        lines.append(
+            f"| {d} | {paper.kl_bits:.3f} | {ev.kl_bits:.3f} | {BASELINE_KL[d] / 2:.3f} | "
+            f"{paper.train_minutes:.1f} | {model.manifest['train_seconds'] / 60:.1f} |"
+        )
+    (out / "recipes.md").write_text("\n".join(lines) + "\n")
+    return improved
 
 
 def retrain_models(root: Path, datasets: list[str], recipe: str) -> Path:

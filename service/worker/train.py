@@ -31,7 +31,7 @@ from service.core.network import Denoiser, split_output
 from service.core.schedule import Schedule, add_noise, make_schedule
 from service.core.store import CheckpointStore
 from service.worker.ema import EMA
-from service.worker.recipes import TrainConfig, get_recipe, model_name
+from service.worker.recipes import Recipe, TrainConfig, get_recipe, model_name
 
 LOG_COLUMNS = ("step", "loss", "mse", "mean_log_p", "lr", "grad_norm")
 # mean log p_hat above this means the density head is running away (SPEC.md: ~7e5 at the end)
@@ -110,9 +110,14 @@ def train(
     out: str | Path = "model_store",
     name: str | None = None,
     progress: bool = True,
+    recipe: Recipe | None = None,
 ) -> dict[str, Any]:
-    """Train, evaluate and save one model; returns its manifest."""
-    recipe = get_recipe(config.recipe)
+    """Train, evaluate and save one model; returns its manifest.
+
+    `recipe` supplies the schedule and network configs (default: the registered recipe named
+    by config.recipe); the recipe search passes unregistered candidates this way.
+    """
+    recipe = recipe or get_recipe(config.recipe)
     torch.manual_seed(config.seed)
     schedule = make_schedule(recipe.schedule)
     data = torch.from_numpy(get_dataset(dataset))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.api.batcher import Job, select_chunks
+from service.api.batcher import select_chunks
+from service.api.job import Job
 from service.api.settings import Settings
 from service.core.sampling import make_chunks, make_plan
 
@@ -58,3 +59,24 @@ def test_settings_explain_inconsistent_limits():
     with pytest.raises(ValidationError, match="DEFAULT_DEADLINE_S"):
         Settings(default_deadline_s=700)
     assert Settings(admin_token="").admin_token is None
+
+
+def test_defaults_prefer_the_improved_recipe_and_fall_back_to_the_paper(tiny_store):
+    """The service's default plain model is the improved recipe's where one is loaded."""
+    from dataclasses import replace
+
+    from service.api.registry import Registry, ServedModel
+    from service.core.store import CheckpointStore
+
+    store = CheckpointStore(tiny_store)
+    paper = store.load_ready("moons-plain")
+    density = store.load_ready("moons-density")
+    improved = replace(
+        paper, name="moons-plain-improved", manifest={**paper.manifest, "recipe": "improved"}
+    )
+    reg = Registry({m.name: ServedModel(m, None) for m in (paper, density)})
+    assert reg.defaults("moons") == {"plain": "moons-plain", "density": "moons-density"}
+    reg.models[improved.name] = ServedModel(improved, None)
+    assert reg.defaults("moons")["plain"] == "moons-plain-improved"
+    assert reg.resolve("moons", needs_density=False, model=None).name == "moons-plain-improved"
+    assert reg.resolve("moons", needs_density=False, model="moons-plain").name == "moons-plain"

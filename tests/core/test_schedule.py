@@ -50,3 +50,12 @@ def test_cosine_schedule_reaches_noise():
     assert s.alpha_bar[-1] < 1e-3 and s.alpha_bar[0] > 0.99
     with pytest.raises(ValueError, match="unknown schedule kind"):
         make_schedule(ScheduleConfig(kind="sigmoid"))
+
+
+def test_logsnr_schedule_is_geometric_near_the_data():
+    s = make_schedule(ScheduleConfig(kind="logsnr", sigma_min=0.002, alpha_bar_end=0.005))
+    sigma = s.sqrt_one_minus_alpha_bar.double()  # computed in float64, stored in float32
+    assert abs(sigma[0].item() - 0.002) < 1e-5 and abs(s.alpha_bar[-1].item() - 0.005) < 1e-4
+    ratios = sigma[1:10] / sigma[:9]
+    assert torch.allclose(ratios, ratios[0].expand(9), rtol=1e-3)  # constant factor per step
+    assert (s.betas > 0).all() and (s.posterior_std[1:] > 0).all()

@@ -84,3 +84,10 @@ def test_non_finite_weights_are_rejected(store, tiny_store):
 def test_invalid_names_are_refused(store):
     with pytest.raises(ValueError, match="invalid model name"):
         store.path("../etc")
+
+
+def test_written_files_are_readable_by_others(store, tiny_store):
+    ckpt = store.load("moons-plain")
+    store.save("perm", ckpt.network, ckpt.schedule, "moons", {"objective": "plain"})
+    for f in (store.root / "perm").iterdir():
+        assert f.stat().st_mode & 0o044 == 0o044, f

@@ -60,9 +60,13 @@ def test_cells_are_what_evaluate_returns(results, tiny_store):
 def test_sweep_and_figures(results):
     with open(results / "sweep.csv") as f:
         sweep = list(csv.DictReader(f))
-    assert len(sweep) == len(SWEEP_VARIANTS) * len(SWEEP_SCALES)
-    assert {float(r["scale"]) for r in sweep} == set(SWEEP_SCALES)
+    assert len(sweep) == len(SWEEP_VARIANTS) * len(SWEEP_SCALES) + 2
+    assert {float(r["scale"]) for r in sweep} == {*SWEEP_SCALES, 0.0}
+    assert {r["variant"] for r in sweep if float(r["scale"]) == 0} == {
+        "baseline-plain",
+        "baseline-density",
+    }
     for name in ("samples.png", "kl_bars.png", "loss_curves.png", "scale_sweep.png"):
         image = matplotlib.image.imread(results / name)
         assert image.shape[0] > 200 and image.shape[1] > 300, name
-    assert "torch threads" in (results / "machine.txt").read_text()
+    assert "threads" in (results / "machine.txt").read_text()

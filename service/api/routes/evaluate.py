@@ -7,9 +7,9 @@ import math
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.api.jobs import run_job
 from service.api.schemas import ErrorResponse, EvaluateRequest, EvaluateResponse
 from service.api.state import StateDep
+from service.api.submission import run_job
 from service.core.evaluation import score
 from service.core.sampling import SampleResult
 

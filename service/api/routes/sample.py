@@ -8,9 +8,9 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from service.api.jobs import Finished, run_job
 from service.api.schemas import ErrorResponse, SampleRequest, SampleResponse
 from service.api.state import StateDep
+from service.api.submission import Finished, run_job
 
 router = APIRouter(tags=["sampling"])
 NPY = "application/x-npy"

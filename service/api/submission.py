@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from service.api.batcher import (
+from service.api.errors import ApiError, field_error
+from service.api.job import (
     Cancelled,
     DeadlineExceeded,
     Job,
@@ -23,7 +24,6 @@ from service.api.batcher import (
     SchedulerStopped,
     future_callback,
 )
-from service.api.errors import ApiError, field_error
 from service.api.registry import ServedModel, Unavailable, UnknownModel
 from service.api.schemas import SEED_MAX, _Request
 from service.api.state import AppState

@@ -1,0 +1,84 @@
+"""A sampling request as the schedulers see it, the errors that end one, and its callback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from service.core.sampling import Plan, RowChunk
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after_s: int):
+        super().__init__(f"queue full, retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+class SchedulerStopped(Exception):
+    pass
+
+
+class Cancelled(Exception):
+    pass
+
+
+class Hooks(Protocol):
+    def on_step(self, dataset: str, rows: int, admitted: int, seconds: float) -> None: ...
+    def on_load(self, dataset: str, key: int, queued_rows: int, active_rows: int) -> None: ...
+
+
+@dataclass(eq=False)
+class Job:
+    plan: Plan
+    n: int
+    seed: int
+    deadline: float  # time.monotonic()
+    on_done: Callable[[Job], None]  # called once, from the scheduler thread
+    chunks: list[RowChunk] = field(default_factory=list)
+    submitted: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    finished: float | None = None
+    samples: np.ndarray | None = None
+    nonfinite: int = 0
+    error: Exception | None = None
+    cancelled: bool = False
+
+    @property
+    def remaining_rows(self) -> int:
+        return sum(c.rows for c in self.chunks if not c.done)
+
+    @property
+    def queue_seconds(self) -> float:
+        return (self.started or self.finished or time.monotonic()) - self.submitted
+
+    @property
+    def compute_seconds(self) -> float:
+        return 0.0 if self.started is None else (self.finished or time.monotonic()) - self.started
+
+
+def future_callback(
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future
+) -> Callable[[Job], None]:
+    """A Job.on_done that resolves an asyncio future on its loop, from any thread."""
+
+    def done(job: Job) -> None:
+        def resolve() -> None:
+            if future.done():
+                return
+            if job.error is not None:
+                future.set_exception(job.error)
+            else:
+                future.set_result(job)
+
+        loop.call_soon_threadsafe(resolve)
+
+    return done
