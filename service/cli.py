@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from service.core.data import DATASETS
+from service.core.device import DEVICE_CHOICES
 from service.core.guidance import VARIANTS
 
 
@@ -127,7 +128,13 @@ def _bench(args: argparse.Namespace) -> int:
     sections = (
         tuple(args.sections) if args.sections else ("sampler", "service", "schedulers", "training")
     )
-    bench(out=args.out, store=args.model_store, quick=args.quick, sections=sections)
+    bench(
+        out=args.out,
+        store=args.model_store,
+        quick=args.quick,
+        sections=sections,
+        device=args.device,
+    )
     print((Path(args.out) / "bench.md").read_text())
     return 0
 
@@ -137,6 +144,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=".bench")
     p.add_argument("--model-store", default="model_store")
     p.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
+    p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES))
     p.add_argument(
         "--sections",
         nargs="+",

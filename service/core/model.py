@@ -26,6 +26,9 @@ class ReadyModel:
     weights: InferenceWeights
     # Rows per forward block: on the CPU, blocks of ~1k rows keep activations in cache.
     block_rows: int | None
+    # Pad every block to exactly block_rows (CUDA): cuBLAS picks its kernel, and so its
+    # rounding, by shape; one fixed shape makes a row's result independent of its batch.
+    pad_blocks: bool = False
     _respaced: dict[int, Schedule] = field(default_factory=dict, repr=False, compare=False)
     # sampling plans by (variant, scale, steps): built once, then shared by requests
     plans: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -56,6 +59,7 @@ class ReadyModel:
 
 
 CPU_BLOCK_ROWS = 1024
+GPU_BLOCK_ROWS = 8192
 
 
 def make_ready(
@@ -71,9 +75,17 @@ def make_ready(
     with torch.no_grad():
         steps = torch.arange(schedule.num_timesteps, device=device)
         table = network.time_hidden(steps).contiguous()
-    block = CPU_BLOCK_ROWS if device.type == "cpu" else None
+    on_cpu = device.type == "cpu"
     return ReadyModel(
-        name, network, schedule, manifest, device, table, inference_weights(network), block
+        name,
+        network,
+        schedule,
+        manifest,
+        device,
+        table,
+        inference_weights(network),
+        CPU_BLOCK_ROWS if on_cpu else GPU_BLOCK_ROWS,
+        pad_blocks=not on_cpu,
     )
 
 

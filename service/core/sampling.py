@@ -2,8 +2,9 @@
 
 Rows live in chunks (`RowChunk`, at most CHUNK_ROWS rows of one request). `advance` runs one
 reverse step for any set of chunks, each at its own position, from any mix of requests and
-variants: the offline `sample()` here and the service's step-level batcher both call it, so a
-request gives the same numbers whether it ran alone or batched with others.
+variants; the service's step-level batcher calls it. The offline `sample()` runs a request's
+chunks as one block (`run_together`): the same arithmetic in the same order without the
+per-chunk bookkeeping, so it gives the same numbers as the batcher (tests check bit-equality).
 
 Reproducibility: each chunk draws its initial x and every step's noise from its own generator
 seeded by (seed, chunk index), so its numbers never depend on what ran beside it or when.
@@ -102,6 +103,10 @@ class RowChunk:
     position: int  # the next position k to run, counting down; -1 when finished
     x: torch.Tensor | None = None  # (rows, 2); drawn at the first step
     grad_state: torch.Tensor | None = field(default=None, repr=False)  # smoothed gradient
+    # On CUDA the starting point and every step's noise are drawn in one call when the chunk
+    # starts: a kernel launch per chunk per step was most of a GPU step's time.
+    noise: torch.Tensor | None = field(default=None, repr=False)  # (num_steps + 1, rows, 2)
+    draws: int = 0
 
     @property
     def done(self) -> bool:
@@ -112,7 +117,13 @@ class RowChunk:
         return self.x is not None
 
     def draw(self) -> torch.Tensor:
-        return torch.randn(self.rows, 2, generator=self.generator, device=self.device)
+        if self.device.type == "cpu":
+            return torch.randn(self.rows, 2, generator=self.generator, device=self.device)
+        if self.noise is None:
+            shape = (self.plan.num_steps + 1, self.rows, 2)
+            self.noise = torch.randn(shape, generator=self.generator, device=self.device)
+        self.draws += 1
+        return self.noise[self.draws - 1]
 
 
 def make_chunks(plan: Plan, n: int, seed: int, device: torch.device) -> list[RowChunk]:
@@ -140,11 +151,15 @@ def ddpm_step(
     return mean + coef[:, 4:5] * noise
 
 
-def _pad(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _pad(x: torch.Tensor, t: torch.Tensor, multiple: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Pad x and t with zero rows up to MIN_FORWARD_ROWS, or to a multiple of `multiple`."""
     rows = x.shape[0]
-    if rows >= MIN_FORWARD_ROWS:
+    target = max(rows, MIN_FORWARD_ROWS)
+    if multiple:
+        target = -(-rows // multiple) * multiple
+    if target == rows:
         return x, t, rows
-    extra = MIN_FORWARD_ROWS - rows
+    extra = target - rows
     return torch.cat([x, x.new_zeros(extra, 2)]), torch.cat([t, t.new_zeros(extra)]), rows
 
 
@@ -155,13 +170,13 @@ def model_eps(
 
     The gradient comes from a hand-written backward sweep: no autograd graph, one pass.
     """
-    xp, tp, rows = _pad(x, t)
+    xp, tp, rows = _pad(x, t, model.block_rows if model.pad_blocks else 0)
     t_hidden = model.time_table[tp]
     block = model.block_rows or len(xp)
     eps_parts, grad_parts = [], []
     for start in range(0, len(xp), block):
         # a short tail block is merged into the previous one (>= MIN_FORWARD_ROWS, see _pad)
-        if 0 < len(xp) - start - block < MIN_FORWARD_ROWS:
+        if not model.pad_blocks and 0 < len(xp) - start - block < MIN_FORWARD_ROWS:
             block = len(xp) - start
         xs, hs = xp[start : start + block], t_hidden[start : start + block]
         if with_gradient:
@@ -222,6 +237,36 @@ def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
                 c.grad_state = state
 
 
+def run_together(model: ReadyModel, plan: Plan, chunks: list[RowChunk]) -> torch.Tensor:
+    """All steps for the chunks of one request; -> final x (n, 2) on the device.
+
+    Every chunk sits at the same position with the same plan, so the step's parameters are one
+    broadcast row and x, the noise and the gradient state are single tensors: `advance`'s
+    arithmetic without its per-chunk work, which dominated small requests and GPU steps.
+    """
+    table = torch.tensor(plan.rows, device=model.device)  # (num_steps, 8), one row per k
+    x = torch.cat([c.draw() for c in chunks])
+    gpu_noise = None
+    if model.device.type != "cpu":  # the chunks drew all their noise with x (RowChunk.draw)
+        gpu_noise = torch.cat([c.noise for c in chunks], dim=1)
+    n = x.shape[0]
+    state = torch.zeros_like(x)
+    for i, k in enumerate(range(plan.num_steps - 1, -1, -1)):
+        row = table[k : k + 1]
+        t = row[:, T_COL].long().expand(n)
+        if plan.needs_gradient:
+            eps, grad = model_eps(model, x, t, with_gradient=True)
+            gamma, alpha = row[:, GAMMA_COL : GAMMA_COL + 1], row[:, ALPHA_COL : ALPHA_COL + 1]
+            eps, g = guided_eps(eps, grad, gamma, alpha, state)
+            if plan.variant.has_state:
+                state = g
+        else:
+            eps, _ = model_eps(model, x, t, with_gradient=False)
+        noise = torch.cat([c.draw() for c in chunks]) if gpu_noise is None else gpu_noise[i + 1]
+        x = ddpm_step(x, eps, noise, row[:, COEF])
+    return x
+
+
 @dataclass(frozen=True)
 class SampleResult:
     samples: np.ndarray  # (n, 2) float32; non-finite rows kept as they are
@@ -256,9 +301,8 @@ def sample(
     plan = make_plan(model, variant, scale, steps)
     start = time.perf_counter()
     chunks = make_chunks(plan, n, seed, model.device)
-    for _ in range(plan.num_steps):
-        advance(model, chunks)
-    out = collect(chunks)  # syncs the device
+    x = run_together(model, plan, chunks)
+    out = x.cpu().numpy().astype(np.float32, copy=False)  # syncs the device
     seconds = time.perf_counter() - start
     return SampleResult(
         out, count_nonfinite(out), seconds, plan.variant.name, plan.scale, seed, model.name

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from service.core.device import pick_device
 from service.core.model import ReadyModel
 from service.core.network import DenoiserConfig, flops_per_row
 from service.core.sampling import sample
@@ -109,11 +110,13 @@ def offline_rate(model: ReadyModel, n: int) -> float:
     return n * STEPS / _time(lambda: sample(model, "baseline", n=n, seed=0), 2)
 
 
-def service_load(store: Path, model: ReadyModel, bar: tqdm) -> list[dict]:
+def service_load(store: Path, model: ReadyModel, bar: tqdm, device: torch.device) -> list[dict]:
     """Closed-loop clients against the real server, batching on (step) and off, same run."""
     rows = []
     for mode in ("step", "off"):
-        with running_server(store, BATCHING=mode, MAX_ROWS_PER_STEP=4096) as base:
+        with running_server(
+            store, BATCHING=mode, MAX_ROWS_PER_STEP=4096, DEVICE=device.type
+        ) as base:
             asyncio.run(closed_loop(base, 4, 16, 2))  # warm the server and the connections
             for clients in (1, 8, 64):
                 for n in (16, 256):
@@ -138,7 +141,9 @@ def service_load(store: Path, model: ReadyModel, bar: tqdm) -> list[dict]:
     return rows
 
 
-def step_vs_request(store: Path, model: ReadyModel, bar: tqdm, duration: float) -> dict:
+def step_vs_request(
+    store: Path, model: ReadyModel, bar: tqdm, duration: float, device: torch.device
+) -> dict:
     """Poisson arrivals (3/4 of requests n = 16, 1/4 n = 256) at rising rates, per scheduler."""
     sizes = (16, 16, 16, 256)
     mean_rows = sum(sizes) / len(sizes)
@@ -146,7 +151,9 @@ def step_vs_request(store: Path, model: ReadyModel, bar: tqdm, duration: float) 
     loads = (0.2, 0.4, 0.6, 0.8, 1.0, 1.3)
     rows = []
     for mode in ("step", "request"):
-        with running_server(store, BATCHING=mode, MAX_ROWS_PER_STEP=4096) as base:
+        with running_server(
+            store, BATCHING=mode, MAX_ROWS_PER_STEP=4096, DEVICE=device.type
+        ) as base:
             asyncio.run(closed_loop(base, 4, 16, 2))
             for load in loads:
                 result = asyncio.run(poisson(base, load * capacity, duration, sizes))
@@ -163,6 +170,7 @@ def step_vs_request(store: Path, model: ReadyModel, bar: tqdm, duration: float) 
 
 
 def training_speed(peak: float, steps: int = 1000) -> dict:
+    """The worker's speed (it trains on the CPU) against the CPU's forward+backward roofline."""
     from service.worker.recipes import train_config
     from service.worker.train import train
 
@@ -174,6 +182,8 @@ def training_speed(peak: float, steps: int = 1000) -> dict:
     flops = 3 * flops_per_row(DenoiserConfig(), cached_time=False) * config.batch_size
     roofline_s = 1000 * flops / peak
     return {
+        "device": "cpu",
+        "cpu_matmul_peak_flops": peak,
         "seconds_per_1000_steps": seconds_per_1000,
         "roofline_seconds_per_1000": roofline_s,
         "roofline_fraction": roofline_s / seconds_per_1000,
@@ -186,11 +196,14 @@ def bench(
     store: str | Path = "model_store",
     quick: bool = False,
     sections: tuple[str, ...] = ("sampler", "service", "schedulers", "training"),
+    device: str = "auto",
 ) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = CheckpointStore(store).load_ready("moons-density")
-    device = model.device
+    # The offline figures and the server run on the same device (the server's DEVICE follows
+    # it), so their ratios compare like with like.
+    device = pick_device(device)
+    model = CheckpointStore(store).load_ready("moons-density", device)
     total = (
         len(SIZES) * len(VARIANTS) * ("sampler" in sections)
         + 12 * ("service" in sections)
@@ -203,11 +216,14 @@ def bench(
     if "sampler" in sections:
         report["sampler"] = sampler_throughput(model, peak, bar)
     if "service" in sections:
-        report["service"] = service_load(Path(store), model, bar)
+        report["service"] = service_load(Path(store), model, bar, device)
     if "schedulers" in sections:
-        report["schedulers"] = step_vs_request(Path(store), model, bar, 3.0 if quick else 6.0)
+        report["schedulers"] = step_vs_request(
+            Path(store), model, bar, 3.0 if quick else 6.0, device
+        )
     if "training" in sections:
-        report["training"] = training_speed(peak, steps=200 if quick else 1000)
+        cpu_peak = peak if device.type == "cpu" else matmul_flops(torch.device("cpu"))["peak"]
+        report["training"] = training_speed(cpu_peak, steps=200 if quick else 1000)
     bar.close()
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     from service.experiments.bench_report import render

@@ -133,8 +133,9 @@ def render(report: dict) -> str:
         lines += [
             "## Training",
             "",
-            f"{t['seconds_per_1000_steps']:.1f} s per 1,000 steps (batch {t['batch_size']}); the "
-            f"forward+backward FLOP roofline is {t['roofline_seconds_per_1000']:.2f} s: "
+            f"{t['seconds_per_1000_steps']:.1f} s per 1,000 steps (batch {t['batch_size']}, on the "
+            f"{t.get('device', 'cpu').upper()}); the forward+backward FLOP roofline at its "
+            f"matmul peak is {t['roofline_seconds_per_1000']:.2f} s: "
             f"{t['roofline_fraction']:.0%} of it.",
             "",
         ]

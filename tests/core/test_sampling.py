@@ -3,7 +3,17 @@ import pytest
 import torch
 
 from service.core.model import GuidanceUnavailable
-from service.core.sampling import CHUNK_ROWS, chunk_seed, chunk_sizes, count_nonfinite, sample
+from service.core.sampling import (
+    CHUNK_ROWS,
+    advance,
+    chunk_seed,
+    chunk_sizes,
+    collect,
+    count_nonfinite,
+    make_chunks,
+    make_plan,
+    sample,
+)
 
 
 def test_sampler_is_reproducible_for_a_seed(plain_model):
@@ -111,3 +121,18 @@ def test_matches_a_plain_reference_loop(density_model, variant, scale):
         # so a few rows drift by a few hundredths; the bulk agrees to 1e-3.
         diff = np.abs(ours - x.numpy())
         assert np.median(diff) < 1e-3 and diff.max() < 0.2
+
+
+@pytest.mark.parametrize("variant", ["baseline", "fixed", "adaptive", "smoothed", "minimal"])
+def test_offline_sampling_equals_the_batchers_steps_bit_for_bit(density_model, variant):
+    """sample() runs a request as one block; the server steps chunks mixed with other requests.
+    Both must give the same numbers, or a request's result would depend on where it ran."""
+    n, seed = CHUNK_ROWS + 37, 5
+    offline = sample(density_model, variant, n=n, seed=seed).samples
+    ours = make_chunks(make_plan(density_model, variant), n, seed, density_model.device)
+    other_variant = "baseline" if variant != "baseline" else "smoothed"
+    others = make_chunks(make_plan(density_model, other_variant), 50, 9, density_model.device)
+    advance(density_model, ours[:1])  # the first chunk starts a step ahead of the rest
+    for _ in range(density_model.schedule.num_steps):
+        advance(density_model, [c for c in ours + others if not c.done])
+    np.testing.assert_array_equal(offline, collect(ours))
