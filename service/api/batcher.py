@@ -44,28 +44,44 @@ log = logging.getLogger(__name__)
 
 
 def select_chunks(jobs: list[Job], budget: int, per_job_cap: int) -> list[RowChunk]:
-    """Round-robin fair share of one step's rows; see the module docstring."""
-    queues = []
-    for job in jobs:
-        pending = [c for c in job.chunks if not c.done]
-        pending.sort(key=lambda c: not c.started)  # stable: under-way chunks first, in order
-        queues.append([job, pending, 0])
+    """Round-robin fair share of one step's rows; see the module docstring.
+
+    A job's chunks start and finish in index order (each round takes a job's first unfinished
+    chunk), so its under-way chunks come first without sorting, and the cost of a step's
+    selection grows with the jobs it reaches, not with the queue behind a full budget.
+    """
     chosen: list[RowChunk] = []
     used = 0
+
+    def take(entry: list) -> bool:
+        nonlocal used
+        chunks, i, taken = entry
+        while i < len(chunks) and chunks[i].done:
+            i += 1
+        entry[1] = i
+        if i == len(chunks):
+            return False
+        rows = chunks[i].rows
+        if used + rows > budget or taken + rows > per_job_cap:
+            return False
+        chosen.append(chunks[i])
+        entry[1], entry[2] = i + 1, taken + rows
+        used += rows
+        return True
+
+    queues = []
+    for job in jobs:  # the first round, which also collects the jobs with rows left
+        if used >= budget:
+            break
+        entry = [job.chunks, job.first_unfinished(), 0]
+        if entry[1] < len(job.chunks):
+            queues.append(entry)
+            take(entry)
     progress = True
     while progress and used < budget:
         progress = False
         for entry in queues:
-            _, pending, taken = entry
-            if not pending:
-                continue
-            chunk = pending[0]
-            if used + chunk.rows > budget or taken + chunk.rows > per_job_cap:
-                continue
-            chosen.append(pending.pop(0))
-            entry[2] = taken + chunk.rows
-            used += chunk.rows
-            progress = True
+            progress = take(entry) or progress
     return chosen
 
 
@@ -101,6 +117,7 @@ class ModelScheduler:
         self.key = next(self._keys)
         self._lock = threading.Lock()
         self._jobs: list[Job] = []  # arrival order
+        self._owners: dict[int, Job] = {}  # id(chunk) -> its job, for the jobs in _jobs
         self._batch: list[Job] = []  # request and off modes: the batch being run
         self._queued_rows = 0
         self._stopping = False
@@ -127,6 +144,7 @@ class ModelScheduler:
                 raise QueueFull(self.retry_after())
             job.chunks = make_chunks(job.plan, job.n, job.seed, self.model.device)
             self._jobs.append(job)
+            self._owners.update((id(c), job) for c in job.chunks)
             self._queued_rows += job.n
         self._report_load(active_rows=None)
         self.engine.wake()
@@ -192,9 +210,8 @@ class ModelScheduler:
     def _step(self, chosen: list[RowChunk]) -> None:
         now = time.monotonic()
         with self._lock:
-            owners = {id(c): j for j in self._jobs for c in j.chunks}
+            touched = list({id(j): j for j in (self._owners[id(c)] for c in chosen)}.values())
         admitted = sum(c.rows for c in chosen if not c.started)
-        touched = {id(owners[id(c)]): owners[id(c)] for c in chosen}.values()
         for job in touched:
             if job.started is None:
                 job.started = now
@@ -208,7 +225,7 @@ class ModelScheduler:
         )
         _safe_hook(self.hooks.on_step, self.model.dataset, rows, admitted, seconds)
         for job in touched:
-            if all(c.done for c in job.chunks):
+            if job.first_unfinished() == len(job.chunks):
                 samples = collect(job.chunks)
                 job.samples, job.nonfinite = samples, count_nonfinite(samples)
                 self._finish(job)
@@ -244,6 +261,8 @@ class ModelScheduler:
             if job in self._jobs:
                 self._jobs.remove(job)
                 self._queued_rows -= job.n
+                for c in job.chunks:
+                    self._owners.pop(id(c), None)
             if job.error is not None:
                 job.chunks = []  # free the rows now
         _safe_hook(job.on_done, job)

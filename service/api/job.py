@@ -51,6 +51,16 @@ class Job:
     nonfinite: int = 0
     error: Exception | None = None
     cancelled: bool = False
+    done_prefix: int = 0  # chunks before this index are finished
+
+    def first_unfinished(self) -> int:
+        """Index of the first unfinished chunk: chunks start and finish in order, so the
+        finished ones are a prefix and the scan is amortised O(1) per step."""
+        i = self.done_prefix
+        while i < len(self.chunks) and self.chunks[i].done:
+            i += 1
+        self.done_prefix = i
+        return i
 
     @property
     def remaining_rows(self) -> int:

@@ -43,12 +43,23 @@ def test_per_request_cap(plain_model):
     assert rows_by_job(select_chunks([big], 4096, 1024), [big]) == [1024]
 
 
-def test_chunks_under_way_go_first(plain_model):
+def test_a_requests_chunks_run_in_order_and_finished_ones_are_skipped(plain_model):
     big = job(plain_model, 2048)
-    for c in big.chunks[4:6]:
+    first = select_chunks([big], 512, 512)
+    assert first == big.chunks[0:2]
+    for c in first:
         c.x = c.draw()  # started
-    chosen = select_chunks([big], 512, 512)
-    assert chosen == big.chunks[4:6]
+    big.chunks[0].position = -1  # finished
+    assert select_chunks([big], 512, 512) == big.chunks[1:3]
+
+
+def test_a_full_step_does_not_look_at_the_queue_behind_it(plain_model):
+    """Selection cost grows with the rows a step can take, not with the waiting requests."""
+    served = [job(plain_model, 16) for _ in range(4096 // 16)]
+    waiting = [job(plain_model, 16) for _ in range(3)]
+    for j in waiting:
+        j.chunks = None  # any look at these would raise
+    assert rows_by_job(select_chunks(served + waiting, 4096, 4096), served) == [16] * len(served)
 
 
 def test_settings_explain_inconsistent_limits():
