@@ -14,15 +14,8 @@ import numpy as np  # noqa: E402
 
 from service.core.data import reference_points  # noqa: E402
 from service.core.store import CheckpointStore  # noqa: E402
+from service.experiments.paper import GRID  # noqa: E402
 
-COLUMNS = (
-    ("plain", "baseline"),
-    ("density", "baseline"),
-    ("density", "fixed"),
-    ("density", "adaptive"),
-    ("density", "smoothed"),
-    ("density", "minimal"),
-)
 PLOT_POINTS = 4000  # per panel: enough to see the shape, small enough for a light PNG
 VARIANT_COLORS = {
     "baseline": "black",
@@ -41,14 +34,14 @@ def samples_grid(samples: dict, datasets: list[str], path: Path) -> None:
     """Rows: datasets; columns: the six grid rows; the real data faint behind the samples."""
     fig, axes = plt.subplots(
         len(datasets),
-        len(COLUMNS),
-        figsize=(2.6 * len(COLUMNS), 2.6 * len(datasets)),
+        len(GRID),
+        figsize=(2.6 * len(GRID), 2.6 * len(datasets)),
         squeeze=False,
     )
     for i, dataset in enumerate(datasets):
         data = reference_points(dataset)[::20]
         box_lo, box_hi = data.min(axis=0) - 0.5, data.max(axis=0) + 0.5
-        for j, (objective, variant) in enumerate(COLUMNS):
+        for j, (objective, variant) in enumerate(GRID):
             ax = axes[i, j]
             xs = samples[dataset, objective, variant]
             finite = xs[np.isfinite(xs).all(axis=1)][:PLOT_POINTS]
@@ -88,8 +81,8 @@ def kl_bars(cells: list, path: Path) -> None:
     """KL (bits, log scale) per dataset, one bar per grid row."""
     datasets = sorted({c.dataset for c in cells})
     fig, ax = plt.subplots(figsize=(10, 4))
-    width = 0.8 / len(COLUMNS)
-    for j, (objective, variant) in enumerate(COLUMNS):
+    width = 0.8 / len(GRID)
+    for j, (objective, variant) in enumerate(GRID):
         values = [
             next(
                 c.kl_bits

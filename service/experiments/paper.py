@@ -7,6 +7,17 @@ BASELINE_KL = {"circle": 0.34, "dino": 1.04, "line": 0.15, "moons": 0.10}
 BASELINE_EVAL_LOSS = {"circle": 0.44, "dino": 0.665, "line": 0.80, "moons": 0.62}
 WORST_GUIDED_KL = {"circle": 26.54, "dino": 26.76, "line": 18.80}
 
+# The rows of our Table 1: the paper's Baseline and four guided methods, plus baseline sampling
+# on the density model (the row the paper lacks). (objective of the model, variant)
+GRID: tuple[tuple[str, str], ...] = (
+    ("plain", "baseline"),
+    ("density", "baseline"),
+    ("density", "fixed"),
+    ("density", "adaptive"),
+    ("density", "smoothed"),
+    ("density", "minimal"),
+)
+
 # Table 1: ranges over the four datasets, per method.
 TABLE1 = {
     "baseline": {

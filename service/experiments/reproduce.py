@@ -21,16 +21,8 @@ from service.core.model import ReadyModel
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
 from service.experiments.machine import describe
-from service.experiments.paper import BASELINE_KL, paper_cell
+from service.experiments.paper import BASELINE_KL, GRID, paper_cell
 
-GRID: tuple[tuple[str, str], ...] = (  # (objective of the model, variant)
-    ("plain", "baseline"),
-    ("density", "baseline"),
-    ("density", "fixed"),
-    ("density", "adaptive"),
-    ("density", "smoothed"),
-    ("density", "minimal"),
-)
 SWEEP_VARIANTS = ("fixed", "adaptive")
 SWEEP_SCALES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 
