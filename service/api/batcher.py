@@ -137,17 +137,22 @@ class ModelScheduler:
         return int(min(60, max(1, math.ceil(self._queued_rows * steps / rate / 2))))
 
     def submit(self, job: Job) -> None:
+        self._check_room(job)  # before the chunks' generators are made for nothing
+        # made outside the lock, which the engine thread takes every step
+        job.chunks = make_chunks(job.plan, job.n, job.seed, self.model.device)
         with self._lock:
-            if self._stopping:
-                raise SchedulerStopped(f"model {self.model.name} is being unloaded")
-            if self._queued_rows + job.n > self.max_queued_rows:
-                raise QueueFull(self.retry_after())
-            job.chunks = make_chunks(job.plan, job.n, job.seed, self.model.device)
+            self._check_room(job)
             self._jobs.append(job)
             self._owners.update((id(c), job) for c in job.chunks)
             self._queued_rows += job.n
         self._report_load(active_rows=None)
         self.engine.wake()
+
+    def _check_room(self, job: Job) -> None:
+        if self._stopping:
+            raise SchedulerStopped(f"model {self.model.name} is being unloaded")
+        if self._queued_rows + job.n > self.max_queued_rows:
+            raise QueueFull(self.retry_after())
 
     def cancel(self, job: Job) -> None:
         job.cancelled = True

@@ -18,7 +18,7 @@ from service.api.engine import Engine
 from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.core.model import ReadyModel
-from service.core.sampling import sample
+from service.core.sampling import advance, make_chunks, make_plan
 from service.core.store import CheckpointError, CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,14 @@ def _preference(model: ReadyModel) -> int:
 
 
 def warm_up(model: ReadyModel) -> None:
-    """One tiny run per code path, so the first request pays no first-call costs."""
-    sample(model, "baseline", n=16, seed=0, steps=2)
-    if model.density_trained:
-        sample(model, "fixed", n=16, seed=0, steps=2)
+    """Two steps of the schedulers' own path (`advance`), guided and baseline rows in one batch
+    where the model has a density head, so the first request pays no first-call costs."""
+    variants = ("baseline", "fixed") if model.density_trained else ("baseline",)
+    chunks = [
+        c for v in variants for c in make_chunks(make_plan(model, v, steps=2), 16, 0, model.device)
+    ]
+    for _ in range(2):
+        advance(model, chunks)
 
 
 def build_registry(
