@@ -9,10 +9,12 @@ Writes bench.json and bench.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -110,14 +112,19 @@ def offline_rate(model: ReadyModel, n: int) -> float:
     return n * STEPS / _time(lambda: sample(model, "baseline", n=n, seed=0), 2)
 
 
+@contextlib.contextmanager
+def warm_server(store: Path, mode: str, device: torch.device) -> Iterator[str]:
+    """The real server with batching `mode` on `device`, its first requests already served."""
+    with running_server(store, BATCHING=mode, MAX_ROWS_PER_STEP=4096, DEVICE=device.type) as base:
+        asyncio.run(closed_loop(base, 4, 16, 2))  # warm the server and the connections
+        yield base
+
+
 def service_load(store: Path, model: ReadyModel, bar: tqdm, device: torch.device) -> list[dict]:
     """Closed-loop clients against the real server, batching on (step) and off, same run."""
     rows = []
     for mode in ("step", "off"):
-        with running_server(
-            store, BATCHING=mode, MAX_ROWS_PER_STEP=4096, DEVICE=device.type
-        ) as base:
-            asyncio.run(closed_loop(base, 4, 16, 2))  # warm the server and the connections
+        with warm_server(store, mode, device) as base:
             for clients in (1, 8, 64):
                 for n in (16, 256):
                     per_client = max(4, 64 // clients)
@@ -151,10 +158,7 @@ def step_vs_request(
     loads = (0.2, 0.4, 0.6, 0.8, 1.0, 1.3)
     rows = []
     for mode in ("step", "request"):
-        with running_server(
-            store, BATCHING=mode, MAX_ROWS_PER_STEP=4096, DEVICE=device.type
-        ) as base:
-            asyncio.run(closed_loop(base, 4, 16, 2))
+        with warm_server(store, mode, device) as base:
             for load in loads:
                 result = asyncio.run(poisson(base, load * capacity, duration, sizes))
                 rows.append(
