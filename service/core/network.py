@@ -166,7 +166,10 @@ def infer_with_density_gradient(
         g = g + relu_backward(g @ w, h, 0.0)  # h_next = h + W relu(h) + b
     g_emb = (g @ iw.w_xy).view(-1, 2, 2, sin.shape[-1])  # (B, coord, [sin, cos], half)
     d_angles = g_emb[:, :, 0] * cos - g_emb[:, :, 1] * sin  # (B, 2, half)
-    return out, (d_angles @ iw.freqs) * iw.coord_scale
+    # A row-wise multiply-and-sum, not `d_angles @ freqs`: that matrix-vector product (MKL's
+    # gemv) sums the last row of an odd-sized batch in another order, so a row's gradient
+    # depended on where it sat in the batch, and 100 guided steps grew 1 ulp into another sample.
+    return out, (d_angles * iw.freqs).sum(-1) * iw.coord_scale
 
 
 def split_output(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

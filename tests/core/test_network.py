@@ -86,3 +86,20 @@ def test_inference_layout_computes_the_network():
     torch.testing.assert_close(
         infer(inference_weights(net), x, t_hidden), net(x, t, t_hidden), rtol=1e-5, atol=1e-5
     )
+
+
+def test_a_rows_gradient_does_not_depend_on_its_place_in_the_batch():
+    """Regression: the gradient's last product was a matrix-vector product, whose kernel sums
+    the last row of an odd-sized batch in another order; a row's result must not care."""
+    torch.manual_seed(3)
+    net = Denoiser().requires_grad_(False)
+    weights = inference_weights(net)
+    for rows in (17, 33, 257):
+        x = torch.randn(rows, 2) * 2
+        t_hidden = net.time_hidden(torch.randint(0, 100, (rows,)))
+        out, grad = infer_with_density_gradient(weights, x, t_hidden)
+        out_flipped, grad_flipped = infer_with_density_gradient(
+            weights, x.flip(0), t_hidden.flip(0)
+        )
+        torch.testing.assert_close(out_flipped.flip(0), out, rtol=0, atol=0)
+        torch.testing.assert_close(grad_flipped.flip(0), grad, rtol=0, atol=0)
