@@ -10,9 +10,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
+from service.api.body_guard import BodyLimitMiddleware
+from service.api.docs_assets import mount_docs
 from service.api.engine import Engine
 from service.api.errors import ApiError, api_error_handler, validation_handler
+from service.api.job import SchedulerStopped
 from service.api.metrics import Metrics
+from service.api.openapi_limits import served_openapi
 from service.api.registry import build_registry
 from service.api.routes import admin, catalog, evaluate, health, sample
 from service.api.schemas import EvaluateRequest, SampleRequest
@@ -29,7 +33,9 @@ async def _load_models(state: AppState) -> None:
     try:
         state.registry = await asyncio.wrap_future(
             state.engine.call(
-                lambda: build_registry(state.settings, state.metrics, state.engine, state.device)
+                lambda: build_registry(
+                    state.settings, state.metrics, state.engine, state.device, state.admission
+                )
             )
         )
     except Exception as e:  # an unreadable store must not take the process down
@@ -48,12 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, metrics, pick_device(settings.device), Engine(settings.torch_threads).start()
         )
         app.state.dgs = state
+        metrics.work_ahead.set_function(lambda: state.admission.work_ahead_s)
         loading = asyncio.create_task(_load_models(state))
         yield
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
-        await asyncio.to_thread(state.registry.stop)
+        # uvicorn has waited for open requests; any still held are told, not left hanging
+        state.engine.close_all(SchedulerStopped("the server is shutting down"))
         state.engine.stop()
 
     app = FastAPI(
@@ -61,6 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Sampling 2D diffusion models under density guidance, batched step by step.",
         lifespan=lifespan,
+        docs_url=None,  # docs_assets.py serves /docs and /redoc without a CDN
+        redoc_url=None,
     )
     app.add_exception_handler(
         RequestValidationError,
@@ -69,6 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)
     for router in (sample.router, evaluate.router, catalog.router, health.router, admin.router):
         app.include_router(router)
+    mount_docs(app)
+    app.openapi = served_openapi(app, settings)
+    # the last added runs first: a refused body (413) is still timed
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(TimingMiddleware, metrics=metrics)
     return app
 

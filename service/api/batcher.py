@@ -14,6 +14,11 @@ per-request cap), so a request of n = 100,000 cannot starve one of n = 16.
 `mode="request"` is the classic static batcher kept for comparison: after a short window,
 whole requests start together and run to the end before the next batch is formed.
 `mode="off"` runs one request at a time, for the benchmark's "batching off".
+
+Admission is whole-server (`admission.Admission`): a request is taken only if it and the work
+already taken can all finish inside their deadlines; this scheduler reports each step's work to
+it. A retired scheduler (the model was reloaded or removed) takes no new requests, finishes the
+ones in hand, and leaves the engine by itself once it has none.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from service.api.admission import DEFAULT_COST, Admission, Cost
 from service.api.job import (
     Cancelled,
     DeadlineExceeded,
@@ -103,6 +109,8 @@ class ModelScheduler:
         max_rows_per_request_step: int | None = None,
         max_queued_rows: int = 400_000,
         batch_window_s: float = 0.005,
+        admission: Admission | None = None,
+        cost: Cost = DEFAULT_COST,
     ):
         if mode not in ("step", "request", "off"):
             raise ValueError(f"batching mode must be 'step', 'request' or 'off', got {mode!r}")
@@ -114,6 +122,11 @@ class ModelScheduler:
         self.cap = max_rows_per_request_step or max_rows_per_step
         self.max_queued_rows = max_queued_rows
         self.batch_window_s = batch_window_s
+        self.admission = admission or Admission()
+        self.cost = cost
+        # measured step time over the cost model's, per model: a warm-up measured on a busy
+        # machine can be far off, and each model's error is its own
+        self._cost_scale = 1.0
         self.key = next(self._keys)
         self._lock = threading.Lock()
         self._jobs: list[Job] = []  # arrival order
@@ -122,6 +135,7 @@ class ModelScheduler:
         self._queued_rows = 0
         self._stopping = False
         self._drained = threading.Event()
+        self._left_engine = False
         self._row_steps_per_s = 0.0  # smoothed throughput, for Retry-After
         self._active_rows = 0
         engine.attach(self)
@@ -137,14 +151,23 @@ class ModelScheduler:
         return int(min(60, max(1, math.ceil(self._queued_rows * steps / rate / 2))))
 
     def submit(self, job: Job) -> None:
+        """Queue `job`, or raise SchedulerStopped, QueueFull, or admission's Overloaded/TooLong."""
         self._check_room(job)  # before the chunks' generators are made for nothing
-        # made outside the lock, which the engine thread takes every step
-        job.chunks = make_chunks(job.plan, job.n, job.seed, self.model.device)
-        with self._lock:
-            self._check_room(job)
-            self._jobs.append(job)
-            self._owners.update((id(c), job) for c in job.chunks)
-            self._queued_rows += job.n
+        work = self._cost_scale * self.cost.request(
+            job.n, job.plan.num_steps, job.plan.needs_gradient, min(self.cap, self.budget)
+        )
+        job.ticket = self.admission.admit(work, job.deadline - time.monotonic())
+        try:
+            # made outside the lock, which the engine thread takes every step
+            job.chunks = make_chunks(job.plan, job.n, job.seed, self.model.device)
+            with self._lock:
+                self._check_room(job)
+                self._jobs.append(job)
+                self._owners.update((id(c), job) for c in job.chunks)
+                self._queued_rows += job.n
+        except BaseException:
+            self.admission.release(job.ticket)
+            raise
         self._report_load(active_rows=None)
         self.engine.wake()
 
@@ -158,15 +181,35 @@ class ModelScheduler:
         job.cancelled = True
         self.engine.wake()
 
-    def stop(self, timeout: float | None = None) -> None:
-        """Take no new jobs, finish the ones in hand, then leave the engine."""
+    def retire(self) -> None:
+        """Take no new jobs; finish the ones in hand (each ends by its deadline at the latest),
+        then leave the engine. Returns at once: a reload never waits on a long request."""
         with self._lock:
             self._stopping = True
-            if not self._jobs:
-                self._drained.set()
         self.engine.wake()
-        self._drained.wait(timeout)
+
+    def wait_drained(self, timeout: float | None = None) -> bool:
+        return self._drained.wait(timeout)
+
+    @property
+    def draining(self) -> bool:
+        return self._stopping and not self._drained.is_set()
+
+    def close(self, error: Exception) -> None:
+        """Shutdown: end every job in hand with `error` (each still gets its answer), leave."""
+        with self._lock:
+            self._stopping = True
+        self.fail_all(error)
+        self._leave()
+
+    def _leave(self) -> None:
+        with self._lock:
+            if self._left_engine:
+                return
+            self._left_engine = True
+        self._report_load(active_rows=0)
         self.engine.detach(self)
+        self._drained.set()
 
     # -- called on the engine thread -----------------------------------------------------
 
@@ -174,12 +217,13 @@ class ModelScheduler:
         """Retire dead jobs and run at most one step; -> seconds until it wants to run again."""
         self._retire_dead_jobs()
         with self._lock:
-            if not self._jobs:
-                if self._stopping:
-                    self._drained.set()
-                if self._active_rows:
-                    self._report_load(active_rows=0)
-                return math.inf
+            idle = not self._jobs
+        if idle:
+            if self._stopping:
+                self._leave()
+            elif self._active_rows:
+                self._report_load(active_rows=0)
+            return math.inf
         if self.mode != "step" and not any(not j.finished for j in self._batch):
             wait = self._form_batch()
             if wait > 0:
@@ -224,6 +268,7 @@ class ModelScheduler:
         advance(self.model, chosen)
         seconds = time.perf_counter() - t0
         rows = sum(c.rows for c in chosen)
+        self._charge(chosen, rows, seconds)
         rate = rows / max(seconds, 1e-6)
         self._row_steps_per_s = (
             rate if not self._row_steps_per_s else 0.8 * self._row_steps_per_s + 0.2 * rate
@@ -236,20 +281,45 @@ class ModelScheduler:
                 self._finish(job)
         self._report_load(active_rows=rows)
 
+    def _charge(self, chosen: list[RowChunk], rows: int, seconds: float) -> None:
+        """Tell admission what this step's work was: per job its rows' share, and the time."""
+        raw = self.cost.step + sum(
+            c.rows * self.cost.per_row(c.plan.needs_gradient) for c in chosen
+        )
+        ratio = min(max(seconds / max(raw, 1e-9), 0.05), 20.0)
+        self._cost_scale = 0.9 * self._cost_scale + 0.1 * ratio
+        k = self._cost_scale
+        overhead = self.cost.step / max(rows, 1)
+        spent: dict[int, list] = {}
+        with self._lock:
+            for c in chosen:
+                job = self._owners.get(id(c))
+                if job is None or job.ticket is None:
+                    continue
+                work = k * c.rows * (self.cost.per_row(c.plan.needs_gradient) + overhead)
+                entry = spent.setdefault(id(job), [job.ticket, 0.0])
+                entry[1] += work
+        self.admission.charge([(t, w) for t, w in spent.values()], k * raw, seconds)
+
     def _retire_dead_jobs(self) -> None:
         now = time.monotonic()
         with self._lock:
             jobs = list(self._jobs)
+        dead = False
         for job in jobs:
             if job.cancelled:
                 job.error = Cancelled("client went away")
                 self._finish(job)
+                dead = True
             elif now > job.deadline:
                 job.error = DeadlineExceeded(
                     f"deadline passed after {now - job.submitted:.2f} s "
                     f"({job.remaining_rows} of {job.n} rows unfinished)"
                 )
                 self._finish(job)
+                dead = True
+        if dead:  # the queue gauge must not keep a dead job's rows until the next request
+            self._report_load(active_rows=None)
 
     def fail_all(self, error: Exception) -> None:
         with self._lock:
@@ -270,6 +340,7 @@ class ModelScheduler:
                     self._owners.pop(id(c), None)
             if job.error is not None:
                 job.chunks = []  # free the rows now
+        self.admission.release(job.ticket)
         _safe_hook(job.on_done, job)
 
     def _report_load(self, active_rows: int | None) -> None:

@@ -42,6 +42,14 @@ class Engine:
             self._cv.notify_all()
         self._thread.join(timeout)
 
+    def close_all(self, error: Exception) -> None:
+        """Shutdown: every scheduler, a retired one still draining too, answers what it holds
+        with `error` and leaves."""
+        with self._cv:
+            schedulers = list(self._schedulers)
+        for scheduler in schedulers:
+            scheduler.close(error)
+
     def attach(self, scheduler: ModelScheduler) -> None:
         with self._cv:
             self._schedulers.append(scheduler)

@@ -1,7 +1,15 @@
-"""One error shape for every 4xx/5xx: {"detail": ...}; validation errors name field and range."""
+"""One error shape for every 4xx/5xx: {"detail": ...}; validation errors name field and range.
+
+A validation error never repeats the client's input at length: a reply built from the input
+is an amplifier (a 50 MB body once came back as a 52 MB 422) and a lone surrogate in it cannot
+be encoded as UTF-8 (it made a 500). So every string taken from the input (field names in
+`loc`, `msg`, an echoed `input`) is bounded and made encodable, only short scalars are echoed,
+and at most MAX_ERRORS errors are listed.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -9,6 +17,10 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+
+MAX_ERRORS = 20
+MAX_ECHO = 64  # characters of a string input, field name or integer echoed back
+MAX_MSG = 300
 
 
 class ApiError(Exception):
@@ -27,11 +39,34 @@ def field_error(field: str, message: str, allowed: str) -> ApiError:
     )
 
 
+def safe_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters (marked with '...') and encodable as UTF-8."""
+    if len(text) > limit:
+        text = f"{text[: limit - 3]}..."
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _echo(value: Any) -> Any | None:
+    """The input worth echoing: a short scalar; None for anything else."""
+    if isinstance(value, bool) or (isinstance(value, float) and math.isfinite(value)):
+        return value  # NaN/inf excluded: JSON cannot carry them
+    if isinstance(value, int) and abs(value) < 10**MAX_ECHO:
+        return value
+    if isinstance(value, str) and len(value) <= MAX_ECHO:
+        return safe_text(value, MAX_ECHO)
+    return None
+
+
+@functools.cache
+def _properties(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema().get("properties", {})
+
+
 def allowed_values(model: type[BaseModel] | None, field: str) -> str | None:
     """The allowed range or set of a request field, read off its JSON schema."""
     if model is None:
         return None
-    props = model.model_json_schema().get("properties", {})
+    props = _properties(model)
     if field not in props:
         names = sorted(props)
         return f"known fields: {names}"
@@ -41,6 +76,11 @@ def allowed_values(model: type[BaseModel] | None, field: str) -> str | None:
     for opt in options:
         if "enum" in opt:
             parts.append(f"one of {opt['enum']}")
+        if "pattern" in opt:
+            parts.append(
+                f"{opt.get('minLength', 0)}..{opt.get('maxLength')} characters "
+                f"matching {opt['pattern']}"
+            )
         lo = opt.get("minimum", opt.get("exclusiveMinimum"))
         hi = opt.get("maximum", opt.get("exclusiveMaximum"))
         if lo is not None or hi is not None:
@@ -53,24 +93,34 @@ def allowed_values(model: type[BaseModel] | None, field: str) -> str | None:
     return "; ".join(parts) or None
 
 
+def _item(err: dict[str, Any], model: type[BaseModel] | None) -> dict[str, Any]:
+    loc = [p if isinstance(p, int) else safe_text(str(p), MAX_ECHO) for p in err.get("loc", ())]
+    item: dict[str, Any] = {
+        "loc": loc,
+        "msg": safe_text(str(err.get("msg", "")), MAX_MSG),
+        "type": safe_text(str(err.get("type", "")), MAX_ECHO),
+    }
+    raw_loc = err.get("loc", ())
+    if len(raw_loc) >= 2 and raw_loc[0] == "body" and isinstance(raw_loc[1], str):
+        allowed = allowed_values(model, raw_loc[1])
+        if allowed:
+            item["allowed"] = allowed
+    echo = _echo(err.get("input"))
+    if echo is not None:
+        item["input"] = echo
+    return item
+
+
 def validation_handler(schemas: dict[str, type[BaseModel]]):
     async def handle(request: Request, exc: RequestValidationError) -> JSONResponse:
         model = schemas.get(request.url.path)
-        detail = []
-        for err in exc.errors():
-            loc = list(err.get("loc", ()))
-            item = {"loc": loc, "msg": err.get("msg"), "type": err.get("type")}
-            if len(loc) >= 2 and loc[0] == "body" and isinstance(loc[1], str):
-                allowed = allowed_values(model, loc[1])
-                if allowed:
-                    item["allowed"] = allowed
-            value = err.get("input")
-            # echo simple inputs back, but never NaN/inf: JSON cannot carry them
-            if isinstance(value, str | int | bool) or (
-                isinstance(value, float) and math.isfinite(value)
-            ):
-                item["input"] = value
-            detail.append(item)
+        errors = list(exc.errors())
+        detail = [_item(err, model) for err in errors[:MAX_ERRORS]]
+        if len(errors) > MAX_ERRORS:
+            more = len(errors) - MAX_ERRORS
+            detail.append(
+                {"loc": ["body"], "msg": f"and {more} more errors", "type": "too_many_errors"}
+            )
         return JSONResponse({"detail": detail}, status_code=422)
 
     return handle

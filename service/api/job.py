@@ -10,6 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
+from service.api.admission import Ticket
 from service.core.sampling import Plan, RowChunk
 
 
@@ -52,6 +53,7 @@ class Job:
     error: Exception | None = None
     cancelled: bool = False
     done_prefix: int = 0  # chunks before this index are finished
+    ticket: Ticket | None = None  # its share of the server's admitted work
 
     def first_unfinished(self) -> int:
         """Index of the first unfinished chunk: chunks start and finish in order, so the

@@ -84,6 +84,11 @@ class Metrics:
         self.queue_rows = Gauge(
             "sampler_queue_rows", "Rows accepted and not yet finished.", ["dataset"], registry=r
         )
+        self.work_ahead = Gauge(
+            "sampler_work_ahead_seconds",
+            "Predicted engine seconds until all admitted requests are done (admission's view).",
+            registry=r,
+        )
         self.queue_capacity = Gauge(
             "sampler_queue_capacity_rows",
             "Rows the queues of a dataset's models can hold.",
@@ -122,8 +127,8 @@ class Metrics:
         )
         self.model_info = Gauge(
             "sampler_model_info",
-            "1 for each loaded model.",
-            ["dataset", "sha256", "device"],
+            "1 for each loaded model; id: its identity (weights and configs, see /models).",
+            ["dataset", "name", "id", "device"],
             registry=r,
         )
         self._load_lock = threading.Lock()
@@ -165,10 +170,10 @@ class Metrics:
         self.kl.labels(dataset, variant).set(kl_bits)
         self.seconds_per_sample.labels(dataset, variant).set(per_sample)
 
-    def set_models(self, models: list[tuple[str, str, str]], queue_capacity: int) -> None:
-        """(dataset, sha256, device) of every loaded model; replaces the previous set."""
+    def set_models(self, models: list[tuple[str, str, str, str]], queue_capacity: int) -> None:
+        """(dataset, name, id, device) of every loaded model; replaces the previous set."""
         self.model_info.clear()
         self.queue_capacity.clear()
-        for dataset, sha, device in models:
-            self.model_info.labels(dataset, sha, device).set(1)
+        for dataset, name, model_id, device in models:
+            self.model_info.labels(dataset, name, model_id, device).set(1)
             self.queue_capacity.labels(dataset).inc(queue_capacity)

@@ -1,28 +1,40 @@
 """The models the service holds: loaded and verified from the store, warmed up, one scheduler each.
 
 A checkpoint that fails to load makes only its own model unavailable, with the reason kept for
-the 503 that names it. `build_registry` reuses the running scheduler of any model whose
-sha256 did not change, so a reload disturbs nothing that stays.
+the 503 that names it; a request that resolves to it (by name, or as its dataset's default) is
+refused, never quietly served by another model. `build_registry` verifies every checkpoint
+again and reuses the running scheduler of any model whose id (weights and configs) did not
+change, so a reload notices any change and disturbs nothing that stays.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from service.api.admission import DEFAULT_COST, Admission, Cost
 from service.api.batcher import ModelScheduler
 from service.api.engine import Engine
 from service.api.metrics import Metrics
 from service.api.settings import Settings
-from service.core.model import ReadyModel
+from service.core.model import ReadyModel, make_ready
 from service.core.sampling import advance, make_chunks, make_plan
-from service.core.store import CheckpointError, CheckpointStore
+from service.core.schedule import make_schedule
+from service.core.store import (
+    MANIFEST,
+    OBJECTIVES,
+    PAPER_RECIPE,
+    CheckpointError,
+    CheckpointStore,
+    parse_model_name,
+)
 
 log = logging.getLogger(__name__)
-OBJECTIVES = ("plain", "density")
 
 
 @dataclass(frozen=True)
@@ -47,18 +59,34 @@ class UnknownModel(ValueError):
 class Registry:
     models: dict[str, ServedModel] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # model name -> reason
+    # model name -> (dataset, objective, recipe) of the failed ones, where known
+    failed_kinds: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+
+    def _kinds(self) -> dict[str, tuple[str, str, str]]:
+        loaded = {
+            n: (s.model.dataset, s.model.objective, _recipe(s.model))
+            for n, s in self.models.items()
+        }
+        return {**self.failed_kinds, **loaded}
 
     def defaults(self, dataset: str) -> dict[str, str]:
-        """objective -> model name; the improved recipe wins over the paper's where both exist."""
+        """objective -> model name; the improved recipe wins over the paper's where both exist.
+
+        Failed checkpoints take part: a dataset whose preferred model is broken has that model
+        as its default, and requests for it are refused rather than served by another one.
+        """
         chosen: dict[str, str] = {}
-        for name, served in sorted(self.models.items()):
-            m = served.model
-            if m.dataset != dataset:
+        for name, (d, objective, recipe) in sorted(self._kinds().items()):
+            if d != dataset:
                 continue
-            current = chosen.get(m.objective)
-            if current is None or _preference(m) > _preference(self.models[current].model):
-                chosen[m.objective] = name
+            current = chosen.get(objective)
+            if current is None or _preference(recipe) > _preference(self._kinds()[current][2]):
+                chosen[objective] = name
         return chosen
+
+    def recipe(self, name: str) -> str:
+        """The recipe of a model, loaded or failed."""
+        return self._kinds()[name][2]
 
     def datasets(self) -> list[str]:
         return sorted({s.model.dataset for s in self.models.values()})
@@ -81,9 +109,20 @@ class Registry:
             name = self.defaults(dataset).get(objective)
             if name is None:
                 raise Unavailable(self.unavailable_reason(dataset, objective))
+            if name not in self.models:
+                others = sorted(
+                    n
+                    for n, s in self.models.items()
+                    if s.model.dataset == dataset and s.model.objective == objective
+                )
+                instead = f"; name another {objective} model explicitly: {others}" if others else ""
+                raise Unavailable(
+                    f"the default {objective} model of {dataset!r}, {name}, is unavailable: "
+                    f"{self.failures[name]}{instead}"
+                )
             return self.models[name]
         for name, served in self.models.items():
-            if model in (name, served.model.sha256):
+            if model in (name, served.model.id):
                 if served.model.dataset != dataset:
                     raise UnknownModel(
                         f"model {model!r} was trained on {served.model.dataset!r}, not {dataset!r}"
@@ -96,14 +135,18 @@ class Registry:
         )
         raise UnknownModel(f"unknown model {model!r} for {dataset!r}; valid: {valid}")
 
-    def stop(self, names: set[str] | None = None) -> None:
-        for name, served in self.models.items():
-            if names is None or name in names:
-                served.scheduler.stop(timeout=30)
+    def retire(self, names: set[str]) -> None:
+        """Stop these models taking requests; each finishes what it holds, then leaves."""
+        for name in names:
+            self.models[name].scheduler.retire()
 
 
-def _preference(model: ReadyModel) -> int:
-    return 1 if model.manifest.get("recipe", "paper") != "paper" else 0
+def _recipe(model: ReadyModel) -> str:
+    return model.manifest.get("recipe", PAPER_RECIPE)
+
+
+def _preference(recipe: str) -> int:
+    return 0 if recipe == PAPER_RECIPE else 1
 
 
 def warm_up(model: ReadyModel) -> None:
@@ -117,11 +160,37 @@ def warm_up(model: ReadyModel) -> None:
         advance(model, chunks)
 
 
+def measure_cost(model: ReadyModel, small: int = 16, large: int = 1024) -> Cost:
+    """Step time at `small` and `large` rows, baseline and guided, fitted as a line: the
+    per-step overhead and the per-row cost that admission predicts with."""
+
+    def step_seconds(variant: str, rows: int) -> float:
+        chunks = make_chunks(make_plan(model, variant, steps=8), rows, 0, model.device)
+        times = []
+        for _ in range(6):
+            t0 = time.perf_counter()
+            advance(model, chunks)
+            if model.device.type == "cuda":
+                torch.cuda.synchronize(model.device)
+            times.append(time.perf_counter() - t0)
+        return min(times[1:])  # the first step draws the starting points
+
+    def line(variant: str) -> tuple[float, float]:
+        a, b = step_seconds(variant, small), step_seconds(variant, large)
+        per_row = max((b - a) / (large - small), 1e-9)
+        return per_row, max(a - small * per_row, 0.0)
+
+    baseline, overhead = line("baseline")
+    guided = line("fixed")[0] if model.density_trained else 3 * baseline
+    return Cost(baseline=baseline, guided=max(guided, baseline), step=overhead)
+
+
 def build_registry(
     settings: Settings,
     metrics: Metrics,
     engine: Engine,
     device: torch.device,
+    admission: Admission,
     previous: Registry | None = None,
 ) -> Registry:
     """Load, verify and warm up every checkpoint; run it on the engine thread (engine.call)."""
@@ -129,17 +198,24 @@ def build_registry(
     registry = Registry()
     for name in store.names():
         try:
-            manifest = store.read_manifest(name)
+            ckpt = store.load(name)  # verified in full every time: a reload sees any change
             old = previous.models.get(name) if previous else None
-            if old is not None and old.model.sha256 == manifest["sha256"]:
+            if old is not None and old.model.id == ckpt.manifest["id"]:
                 registry.models[name] = old
                 continue
-            model = store.load_ready(name, device)
+            model = make_ready(
+                name, ckpt.network, make_schedule(ckpt.schedule), ckpt.manifest, device
+            )
+            cost = DEFAULT_COST
             if settings.warmup:
                 warm_up(model)
+                cost = measure_cost(model)
         except (CheckpointError, ValueError, RuntimeError) as e:
             log.error("model %s unavailable: %s", name, e)
             registry.failures[name] = str(e)
+            kind = _kind_of_failed(store, name)
+            if kind is not None:
+                registry.failed_kinds[name] = kind
             continue
         scheduler = ModelScheduler(
             model,
@@ -150,24 +226,37 @@ def build_registry(
             max_rows_per_request_step=settings.max_rows_per_request_step,
             max_queued_rows=settings.max_queued_rows,
             batch_window_s=settings.batch_window_ms / 1000,
+            admission=admission,
+            cost=cost,
         )
         registry.models[name] = ServedModel(model, scheduler)
-        log.info("serving %s (%s) on %s", name, model.sha256[:12], device)
+        log.info("serving %s (%s) on %s; step cost %s", name, model.id[:12], device, cost)
     metrics.set_models(
-        [(s.model.dataset, s.model.sha256, str(device)) for s in registry.models.values()],
+        [(s.model.dataset, n, s.model.id, str(device)) for n, s in registry.models.items()],
         queue_capacity=settings.max_queued_rows,
     )
     return registry
 
 
+def _kind_of_failed(store: CheckpointStore, name: str) -> tuple[str, str, str] | None:
+    """What a broken checkpoint was meant to be: from its manifest where that still reads,
+    else from the naming rule; it keeps its place as its dataset's default."""
+    try:
+        raw = json.loads((store.path(name) / MANIFEST).read_text())
+        return raw["dataset"], raw["training"]["objective"], raw.get("recipe", PAPER_RECIPE)
+    except Exception:  # unreadable in any way: the name is all there is
+        return parse_model_name(name)
+
+
 def describe(served: ServedModel) -> dict[str, Any]:
     m = served.model
     return {
-        "id": m.sha256,
+        "id": m.id,
+        "weights_sha256": m.sha256,
         "name": m.name,
         "dataset": m.dataset,
         "objective": m.objective,
-        "recipe": m.manifest.get("recipe", "paper"),
+        "recipe": _recipe(m),
         "device": str(m.device),
         "manifest": m.manifest,
     }

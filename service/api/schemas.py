@@ -1,4 +1,8 @@
-"""Request and response models: every field's range is in the schema and in OpenAPI."""
+"""Request and response models: every field's range is in the schema and in OpenAPI.
+
+Requests are strict: JSON `true` is not 1 and `"10"` is not 10 (a float field still takes a
+JSON integer). openapi_limits.py narrows these hard ceilings to the running server's settings.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,34 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.settings import K_RANGE, N_CEILING, SCALE_RANGE, STEPS_CEILING
+from service.api.settings import (
+    DEADLINE_CEILING,
+    K_RANGE,
+    N_CEILING,
+    SCALE_RANGE,
+    STEPS_CEILING,
+)
 from service.core.data import DATASETS
 from service.core.guidance import VARIANTS
+from service.core.store import NAME_PATTERN
 
 DatasetName = Literal[tuple(sorted(DATASETS))]  # type: ignore[valid-type]
 VariantName = Literal[tuple(sorted(VARIANTS))]  # type: ignore[valid-type]
 SEED_MAX = 2**63 - 1
 MODEL_FIELD = Field(
     None,
-    max_length=80,
+    min_length=1,
+    max_length=64,
+    # a store name (store.NAME_PATTERN) also covers a lowercase sha256 and 'plain'/'density'
+    pattern=NAME_PATTERN.pattern,
+    examples=["moons-plain-improved", "density"],
     description="A model name or sha256 from /models, or an objective: 'plain' or 'density'. "
     "Default: the plain model for baseline, the density model for guided variants.",
 )
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     dataset: DatasetName
     variant: VariantName = "baseline"
@@ -44,12 +59,15 @@ class _Request(BaseModel):
     deadline_s: float | None = Field(
         None,
         gt=0,
+        le=DEADLINE_CEILING,
         allow_inf_nan=False,
         description="Give up after this many seconds (504); default and maximum: server settings.",
     )
 
 
 class SampleRequest(_Request):
+    """Draw n samples. Types are strict: an integer is a JSON integer (10, not 10.0 or "10")."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -63,6 +81,8 @@ class SampleRequest(_Request):
 
 
 class EvaluateRequest(_Request):
+    """Score n fresh samples. Types are strict: an integer is a JSON integer (10, not 10.0)."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"dataset": "moons", "variant": "adaptive", "n": 10000}]},
@@ -151,5 +171,44 @@ class ModelsResponse(BaseModel):
     unavailable: dict[str, str] = Field(description="model name -> why it is not served.")
 
 
+class ReadyResponse(BaseModel):
+    ready: bool
+    models: list[str]
+    unavailable: dict[str, str] = Field(description="model name -> why it is not served.")
+    datasets: list[str]
+    error: str | None = Field(None, description="Why loading the store failed, if it did.")
+
+
+class ReloadResponse(BaseModel):
+    # documents /admin/reload's answer without filtering it: fields may be added there
+    model_config = ConfigDict(extra="allow")
+
+    models: list[str]
+    loaded: list[str]
+    retired: list[str]
+    unavailable: dict[str, str]
+
+
 class ErrorResponse(BaseModel):
-    detail: Any
+    detail: Any = Field(
+        description="A message, or for 422 a list of {loc, msg, type, allowed, input?}."
+    )
+
+
+ERRORS = {
+    400: "The body could not be decoded (it is not UTF-8 text).",
+    401: "No valid bearer token (Authorization: Bearer $ADMIN_TOKEN).",
+    404: "ADMIN_TOKEN is not set, so the admin endpoints do not exist.",
+    413: "The request body is over MAX_BODY_BYTES.",
+    415: "The body is not application/json.",
+    422: "A field out of range or of the wrong type, or a request the model cannot serve; "
+    "each error names the field (loc) and what is allowed.",
+    503: "Models still loading, the model or dataset unavailable, or the queue full "
+    "(Retry-After says when to retry).",
+    504: "The request's deadline passed before its samples were done.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for these error statuses, all in the one error shape."""
+    return {code: {"model": ErrorResponse, "description": ERRORS[code]} for code in codes}

@@ -5,14 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.core.sampling import CHUNK_ROWS
 
 # Hard ceilings of the request schemas; the settings may lower them, never raise them.
 N_CEILING = 100_000
+# No shipped model has T above 100, but a store may hold longer schedules (recipe search
+# trains T = 200); the served OpenAPI narrows this to the largest T loaded (openapi_limits.py).
 STEPS_CEILING = 1000
+DEADLINE_CEILING = 3600.0  # MAX_DEADLINE_S (default 600) may be raised this far, no further
 SCALE_RANGE = (-10.0, 10.0)
 K_RANGE = (1, 50)
 
@@ -42,10 +45,29 @@ class Settings(BaseSettings):
     max_n: int = Field(N_CEILING, ge=1, le=N_CEILING)
     max_eval_n: int = Field(N_CEILING, ge=6, le=N_CEILING)
     default_deadline_s: float = Field(120.0, gt=0)
-    max_deadline_s: float = Field(600.0, gt=0)
+    max_deadline_s: float = Field(600.0, gt=0, le=DEADLINE_CEILING)
+    # "deadline": take a request only if it and all work in hand can meet their deadlines
+    # (README "Admission"); "off": take all that fits the queues, and let deadlines give 504
+    admission: Literal["deadline", "off"] = "deadline"
+    # Requests are small JSON objects (the largest legal one is under 1 KiB); the cap is checked
+    # while the body streams in, so a 50 MB body costs 64 KiB of memory and a 413.
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
     admin_token: SecretStr | None = None  # unset: /admin/* answers 404
     warmup: bool = True
+
+    @field_validator("model_store")
+    @classmethod
+    def _store_exists(cls, v: Path) -> Path:
+        # a missing store would start a server that is never ready and says nowhere why
+        if not v.is_dir():
+            what = "is not a directory" if v.exists() else "does not exist"
+            where = str(v) if v.is_absolute() else f"{v} ({v.resolve()})"
+            raise ValueError(
+                f"{where} {what}: set MODEL_STORE or --model-store to a folder of "
+                "checkpoints (`dgs train --out` writes one)"
+            )
+        return v
 
     @field_validator("admin_token", mode="before")
     @classmethod
@@ -75,3 +97,14 @@ class Settings(BaseSettings):
     @property
     def request_row_cap(self) -> int:
         return self.max_rows_per_request_step or self.max_rows_per_step
+
+
+def explain(error: ValidationError) -> str:
+    """A settings error on one line, each problem led by its variable (`MODEL_STORE: ...`);
+    pydantic's own text spans several lines, which a start-up log or `dgs serve` should not."""
+    parts = []
+    for e in error.errors():
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        name = "_".join(str(p) for p in e["loc"]).upper()
+        parts.append(f"{name}: {msg}" if name else msg)
+    return "; ".join(parts)

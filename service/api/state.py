@@ -10,6 +10,7 @@ from typing import Annotated
 import torch
 from fastapi import Depends, Request
 
+from service.api.admission import Admission
 from service.api.engine import Engine
 from service.api.metrics import Metrics
 from service.api.registry import Registry
@@ -27,6 +28,10 @@ class AppState:
     load_error: str | None = None
     started_at: float = field(default_factory=time.time)
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    admission: Admission = field(default_factory=Admission)
+
+    def __post_init__(self) -> None:
+        self.admission.enabled = self.settings.admission == "deadline"
 
 
 async def get_state(request: Request) -> AppState:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from service.api.admission import Overloaded, TooLong
 from service.api.errors import ApiError, field_error
 from service.api.job import (
     Cancelled,
@@ -100,6 +101,14 @@ async def run_job(
         try:
             served.scheduler.submit(job)
             break
+        except Overloaded as e:
+            raise ApiError(
+                503, f"{e}; retry after {e.retry_after_s} s", {"Retry-After": str(e.retry_after_s)}
+            ) from e
+        except TooLong as e:
+            raise field_error(
+                "deadline_s", str(e), f"deadline_s >= {e.needed_s:.0f} for this request"
+            ) from e
         except QueueFull as e:
             raise ApiError(
                 503,
@@ -129,5 +138,8 @@ async def run_job(
             await watcher
         if not future.done():
             served.scheduler.cancel(job)
+            # nobody awaits it now: cancelled, the scheduler's late answer is dropped instead
+            # of logged as "Future exception was never retrieved"
+            future.cancel()
     steps = plan.num_steps
     return Finished(served, job, seed, steps, time.perf_counter() - arrived)

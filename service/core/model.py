@@ -42,7 +42,13 @@ class ReadyModel:
         return self._respaced[steps]
 
     @property
+    def id(self) -> str:
+        """The model's identity: covers its weights and the configs that interpret them."""
+        return self.manifest["id"]
+
+    @property
     def sha256(self) -> str:
+        """The weights file's sha256 (part of the identity, not all of it)."""
         return self.manifest["sha256"]
 
     @property

@@ -1,9 +1,12 @@
 """The checkpoint store: a folder per model, `<store>/<name>/{weights.safetensors, manifest.json}`.
 
 Checkpoints describe themselves: the manifest carries the network and schedule configs and the
-sha256 of the weights file. Every file is written to a temporary name and renamed into place,
-and `load` checks the manifest, the hash and the tensor names and shapes before it returns a
-network, so a torn, corrupt or mismatched checkpoint raises `CheckpointError` and is never used.
+sha256 of the weights file. A model's identity (`id`, in the manifest) is the sha256 of the
+manifest's every other field, the weights' sha256 among them, so it covers the weights and the
+configs that interpret them: editing any of either without re-sealing is refused, and any change
+gives a new id. Every file is written to a temporary name and renamed into place, and `load`
+checks the id, the weights' hash and the tensor names and shapes before it returns a network,
+so a torn, corrupt, tampered or mismatched checkpoint raises `CheckpointError` and is never used.
 """
 
 from __future__ import annotations
@@ -28,9 +31,20 @@ from service.core.schedule import BETA_SCHEDULES, ScheduleConfig, make_schedule
 
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "name", "dataset", "model", "schedule", "training", "sha256")
+FORMAT_VERSION = 2  # 2: the manifest carries its `id`
+REQUIRED_KEYS = (
+    "format_version",
+    "name",
+    "dataset",
+    "model",
+    "schedule",
+    "training",
+    "sha256",
+    "id",
+)
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+OBJECTIVES = ("plain", "density")
+PAPER_RECIPE = "paper"
 
 
 class CheckpointError(RuntimeError):
@@ -48,6 +62,31 @@ class Checkpoint:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def model_name(dataset: str, objective: str, recipe: str = PAPER_RECIPE) -> str:
+    """The naming rule: `moons-plain` for the paper's recipe, else `moons-plain-improved`."""
+    return f"{dataset}-{objective}" if recipe == PAPER_RECIPE else f"{dataset}-{objective}-{recipe}"
+
+
+def parse_model_name(name: str) -> tuple[str, str, str] | None:
+    """(dataset, objective, recipe) of a name made by `model_name`, else None."""
+    parts = name.split("-", 2)
+    if len(parts) < 2 or parts[0] not in DATASETS or parts[1] not in OBJECTIVES:
+        return None
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else PAPER_RECIPE
+
+
+def manifest_id(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of every field but `id` (sorted keys, no whitespace)."""
+    body = {k: v for k, v in manifest.items() if k != "id"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return sha256_bytes(canonical.encode())
+
+
+def sealed(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with its `id` made anew: what saving a changed model does."""
+    return {**manifest, "id": manifest_id(manifest)}
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -107,6 +146,13 @@ class CheckpointStore:
             raise CheckpointError(
                 f"{path}: format_version {manifest['format_version']}, expected {FORMAT_VERSION}"
             )
+        if manifest["id"] != manifest_id(manifest):
+            raise CheckpointError(
+                f"{path}: the manifest does not match its id {str(manifest['id'])[:12]}... "
+                "(edited, tampered or half-written; a changed model must be saved anew)"
+            )
+        if manifest["name"] != name:
+            raise CheckpointError(f"{path}: manifest names {manifest['name']!r}, not {name!r}")
         return manifest
 
     def load(self, name: str) -> Checkpoint:
@@ -176,6 +222,7 @@ class CheckpointStore:
             "weights_bytes": len(data),
             **(extra or {}),
         }
+        manifest = sealed(manifest)
         write_atomic(folder / WEIGHTS, data)
         for fname, content in (files or {}).items():
             write_atomic(folder / fname, content)

@@ -28,11 +28,13 @@ from service.core.sampling import sample
 from service.core.store import CheckpointStore
 from service.experiments.loadgen import closed_loop, poisson
 from service.experiments.machine import machine
+from service.experiments.overload import idle_throughput, storm
 from service.experiments.serving import running_server
 
 VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
 SIZES = (1, 64, 1000, 10_000)
 STEPS = 100
+SECTIONS = ("sampler", "service", "schedulers", "overload", "training")
 
 
 def _time(fn, repeats: int) -> float:
@@ -173,6 +175,27 @@ def step_vs_request(
     return {"capacity_requests_per_s": capacity, "rows": rows}
 
 
+def overload(store: Path, bar: tqdm, device: torch.device, quick: bool) -> dict:
+    """The storm against the shipped models: 300 clients x n = 10,000 across the four
+    datasets' default plain models, deadline 30 s, against the idle throughput at that n."""
+    n, deadline = 10_000, 30
+    env = {"MAX_ROWS_PER_STEP": 4096, "DEVICE": device.type, "DEFAULT_DEADLINE_S": deadline}
+    with running_server(store, **env) as base:
+        asyncio.run(closed_loop(base, 4, 16, 2))
+        idle = asyncio.run(idle_throughput(base, n, 2 if quick else 4, "moons"))
+        bar.update(1)
+        result = asyncio.run(
+            storm(base, 300, n, 30.0 if quick else 90.0, ("moons", "dino", "circle", "line"))
+        )
+        bar.update(1)
+    return {
+        **result,
+        "deadline_s": deadline,
+        "idle_samples_per_s": idle,
+        "goodput_fraction_of_idle": result["goodput_samples_per_s"] / idle,
+    }
+
+
 def training_speed(peak: float, steps: int = 1000) -> dict:
     """The worker's speed (it trains on the CPU) against the CPU's forward+backward roofline."""
     from service.worker.recipes import train_config
@@ -199,7 +222,7 @@ def bench(
     out: str | Path = ".bench",
     store: str | Path = "model_store",
     quick: bool = False,
-    sections: tuple[str, ...] = ("sampler", "service", "schedulers", "training"),
+    sections: tuple[str, ...] = SECTIONS,
     device: str = "auto",
 ) -> dict:
     out = Path(out)
@@ -212,6 +235,7 @@ def bench(
         len(SIZES) * len(VARIANTS) * ("sampler" in sections)
         + 12 * ("service" in sections)
         + 12 * ("schedulers" in sections)
+        + 2 * ("overload" in sections)
     )
     bar = tqdm(total=total, desc="bench", unit="run")
     report: dict = {"machine": machine(), "device": str(device), "started": time.ctime()}
@@ -225,6 +249,8 @@ def bench(
         report["schedulers"] = step_vs_request(
             Path(store), model, bar, 3.0 if quick else 6.0, device
         )
+    if "overload" in sections:
+        report["overload"] = overload(Path(store), bar, device, quick)
     if "training" in sections:
         cpu_peak = peak if device.type == "cpu" else matmul_flops(torch.device("cpu"))["peak"]
         report["training"] = training_speed(cpu_peak, steps=200 if quick else 1000)

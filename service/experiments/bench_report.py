@@ -107,6 +107,24 @@ def _schedulers(s: dict) -> list[str]:
     return lines
 
 
+def _overload(o: dict) -> list[str]:
+    return [
+        "## Overload storm",
+        "",
+        f"{o['clients']} clients x n = {o['n']:,} for {o['seconds']:.0f} s over the four "
+        f"datasets' default models, deadline {o['deadline_s']} s, each refused client waiting "
+        f"its Retry-After: {o['admitted']} admitted, {o['ok']} returned 200 "
+        f"(others: {o['failed'] or 'none'}), {o['refused']} refused with 503 (slowest refusal "
+        f"{o['max_refusal_s'] * 1000:.0f} ms; slowest success {o['max_latency_s']:.1f} s).",
+        f"- Target at least 95% of admitted requests succeed: {o['ok_fraction_of_admitted']:.1%}"
+        f" - {_target(o['ok_fraction_of_admitted'] >= 0.95)}.",
+        f"- Target goodput within 20% of idle throughput: {o['goodput_samples_per_s']:,.0f} vs "
+        f"{o['idle_samples_per_s']:,.0f} samples/s idle ({o['goodput_fraction_of_idle']:.0%}) - "
+        f"{_target(o['goodput_fraction_of_idle'] >= 0.8)}.",
+        "",
+    ]
+
+
 def render(report: dict) -> str:
     m = report["machine"]
     mm = report["matmul_flops"]
@@ -128,6 +146,8 @@ def render(report: dict) -> str:
         lines += _service(report["service"])
     if "schedulers" in report:
         lines += _schedulers(report["schedulers"])
+    if "overload" in report:
+        lines += _overload(report["overload"])
     if "training" in report:
         t = report["training"]
         lines += [

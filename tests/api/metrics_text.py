@@ -14,7 +14,7 @@ def scrape(client) -> dict[tuple[str, frozenset], float]:
     return out
 
 
-def value(samples: dict, name: str, **labels: str) -> float:
-    """Sum of every sample of `name` whose labels include `labels`."""
+def value(samples: dict, metric: str, **labels: str) -> float:
+    """Sum of every sample of `metric` whose labels include `labels`."""
     want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+    return sum(v for (n, ls), v in samples.items() if n == metric and want <= ls)

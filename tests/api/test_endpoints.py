@@ -58,7 +58,8 @@ def test_model_by_name_and_sha(server):
     for ref in (plain["name"], plain["id"], "plain"):
         body = server.post("/sample", json={"dataset": "moons", "n": 4, "model": ref}).json()
         assert body["model"] == plain["id"]
-    assert plain["manifest"]["sha256"] == plain["id"] and plain["recipe"] == "paper"
+    assert plain["manifest"]["id"] == plain["id"] and plain["recipe"] == "paper"
+    assert plain["manifest"]["sha256"] == plain["weights_sha256"] != plain["id"]
 
 
 def test_npy_matches_json(server):

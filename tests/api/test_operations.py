@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+from service.core.store import sealed
 from tests.api.metrics_text import scrape, value
 from tests.live_server import live_server
 
@@ -32,7 +33,7 @@ def test_corrupt_checkpoint_leaves_the_other_datasets_serving(api_store, tmp_pat
     shutil.copytree(store / "moons-plain", store / "line-plain")
     manifest = json.loads((store / "line-plain" / "manifest.json").read_text())
     manifest.update(name="line-plain", dataset="line")
-    (store / "line-plain" / "manifest.json").write_text(json.dumps(manifest))
+    (store / "line-plain" / "manifest.json").write_text(json.dumps(sealed(manifest)))
     weights = store / "line-plain" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-64])  # a torn write
     with live_server(store) as client:
@@ -59,17 +60,18 @@ def test_reload_swaps_a_model_and_needs_the_token(api_store, tmp_path):
         manifest = json.loads((store / "moons-plain" / "manifest.json").read_text())
         manifest["name"] = "moons-plain"
         manifest["training"]["objective"] = "plain"
+        manifest = sealed(manifest)
         (store / "moons-plain" / "manifest.json").write_text(json.dumps(manifest))
         auth = {"authorization": "Bearer s3cret"}
         r = client.post("/admin/reload", headers=auth)
         assert r.status_code == 200, r.text
         assert r.json()["retired"] == ["moons-plain"] and "moons-density" in r.json()["models"]
         after = client.post("/sample", json={"dataset": "moons", "n": 8, "seed": 1}).json()
-        assert after["model"] == manifest["sha256"] != before["model"]
+        assert after["model"] == manifest["id"] != before["model"]
         assert after["samples"] != before["samples"]
         info = scrape(client)
-        assert value(info, "sampler_model_info", sha256=before["model"]) == 0
-        assert value(info, "sampler_model_info", sha256=manifest["sha256"]) == 1
+        assert value(info, "sampler_model_info", id=before["model"]) == 0
+        assert value(info, "sampler_model_info", id=manifest["id"], name="moons-plain") == 1
 
 
 def test_admin_is_404_without_a_token(server):

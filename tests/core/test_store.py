@@ -6,7 +6,7 @@ import torch
 
 from service.core.network import Denoiser
 from service.core.schedule import ScheduleConfig
-from service.core.store import MANIFEST, WEIGHTS, CheckpointError, CheckpointStore
+from service.core.store import MANIFEST, WEIGHTS, CheckpointError, CheckpointStore, sealed
 
 
 @pytest.fixture
@@ -51,11 +51,11 @@ def test_config_mismatch_is_rejected(store):
     path = store.root / "moons-plain" / MANIFEST
     manifest = json.loads(path.read_text())
     manifest["model"]["hidden_dim"] = 128
-    path.write_text(json.dumps(manifest))
+    path.write_text(json.dumps(sealed(manifest)))  # sealed: only the shapes can catch it
     with pytest.raises(CheckpointError, match="tensors do not match the model config"):
         store.load("moons-plain")
     manifest["model"]["depth"] = 3
-    path.write_text(json.dumps(manifest))
+    path.write_text(json.dumps(sealed(manifest)))
     with pytest.raises(CheckpointError, match="unknown keys"):
         store.load("moons-plain")
 
@@ -91,3 +91,47 @@ def test_written_files_are_readable_by_others(store, tiny_store):
     store.save("perm", ckpt.network, ckpt.schedule, "moons", {"objective": "plain"})
     for f in (store.root / "perm").iterdir():
         assert f.stat().st_mode & 0o044 == 0o044, f
+
+
+def test_an_edited_config_is_refused_naming_the_manifest(store):
+    """Issue 10: coord_scale 100 -> 300 loaded under the same id and sampled garbage."""
+    path = store.root / "moons-plain" / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["model"]["coord_scale"] *= 3
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(
+        CheckpointError, match=r"moons-plain/manifest.json: .*does not match its id"
+    ):
+        store.load("moons-plain")
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["model"].update(time_scale=2.0),
+        lambda m: m["schedule"].update(num_timesteps=50),
+        lambda m: m["training"].update(objective="density"),
+        lambda m: m.update(dataset="line"),
+        lambda m: m.update(sha256="0" * 64),
+    ],
+)
+def test_the_id_covers_weights_and_every_config(store, edit):
+    manifest = store.read_manifest("moons-plain")
+    changed = json.loads(json.dumps(manifest))
+    edit(changed)
+    assert sealed(changed)["id"] != manifest["id"]
+
+
+def test_a_manifest_without_an_id_is_refused(store):
+    path = store.root / "moons-plain" / MANIFEST
+    manifest = json.loads(path.read_text())
+    del manifest["id"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"manifest lacks \['id'\]"):
+        store.load("moons-plain")
+
+
+def test_a_manifest_in_another_models_folder_is_refused(store):
+    shutil.copytree(store.root / "moons-plain", store.root / "moons-plain-improved")
+    with pytest.raises(CheckpointError, match="names 'moons-plain', not 'moons-plain-improved'"):
+        store.load("moons-plain-improved")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import HTTPBearer
 
 from service.api.errors import ApiError
 from service.api.registry import build_registry
+from service.api.schemas import ReloadResponse, error_responses
 from service.api.state import StateDep
 
 router = APIRouter(tags=["operations"])
@@ -25,27 +27,36 @@ def _authorize(request: Request, state: StateDep) -> None:
         raise ApiError(401, "a valid bearer token is required", {"WWW-Authenticate": "Bearer"})
 
 
-@router.post("/admin/reload")
+@router.post(
+    "/admin/reload",
+    response_model=None,  # documented by responses[200]; the handler's dict is sent as is
+    # documents the bearer scheme (Swagger UI's Authorize button); _authorize checks it
+    dependencies=[Depends(HTTPBearer(auto_error=False))],
+    responses={200: {"model": ReloadResponse}, **error_responses(401, 404, 413)},
+)
 async def reload(request: Request, state: StateDep) -> dict:
-    """Load new or changed checkpoints, retire removed ones; unchanged models keep running."""
+    """Load new or changed checkpoints, retire removed ones; unchanged models keep running.
+
+    Returns at once: a retired model finishes its in-flight requests on the old weights (each
+    ends by its deadline at the latest) and then leaves; `draining` names those still busy."""
     _authorize(request, state)
     async with state.reload_lock:
         old = state.registry
         new = await asyncio.wrap_future(
             state.engine.call(
                 lambda: build_registry(
-                    state.settings, state.metrics, state.engine, state.device, old
+                    state.settings, state.metrics, state.engine, state.device, state.admission, old
                 )
             )
         )
         state.registry = new
         state.ready = True
         retired = {n for n, s in old.models.items() if new.models.get(n) is not s}
-        # Retired schedulers finish the requests they hold, then stop.
-        await asyncio.to_thread(old.stop, retired)
+        old.retire(retired)
     return {
         "models": sorted(new.models),
         "loaded": sorted(n for n in new.models if n not in old.models or n in retired),
         "retired": sorted(retired),
+        "draining": sorted(n for n in retired if old.models[n].scheduler.draining),
         "unavailable": new.failures,
     }

@@ -33,11 +33,7 @@ async def variants(state: StateDep) -> VariantsResponse:
     reg = state.registry
     defaults = {d: reg.defaults(d) for d in reg.datasets()}
     recipes = {
-        d: {
-            obj: reg.models[name].model.manifest.get("recipe", "paper")
-            for obj, name in objs.items()
-        }
-        for d, objs in defaults.items()
+        d: {obj: reg.recipe(name) for obj, name in objs.items()} for d, objs in defaults.items()
     }
     return VariantsResponse(
         variants=infos, datasets=reg.datasets(), defaults=defaults, recipes=recipes

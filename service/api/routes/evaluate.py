@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.api.schemas import ErrorResponse, EvaluateRequest, EvaluateResponse
+from service.api.body_guard import require_json
+from service.api.schemas import EvaluateRequest, EvaluateResponse, error_responses
 from service.api.state import StateDep
 from service.api.submission import run_job
 from service.core.evaluation import score
@@ -19,11 +20,8 @@ router = APIRouter(tags=["sampling"])
 @router.post(
     "/evaluate",
     response_model=EvaluateResponse,
-    responses={
-        422: {"model": ErrorResponse},
-        503: {"model": ErrorResponse},
-        504: {"model": ErrorResponse},
-    },
+    dependencies=[Depends(require_json)],
+    responses=error_responses(400, 413, 415, 422, 503, 504),
 )
 async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> EvaluateResponse:
     """KL (bits) of n fresh samples against the dataset, with timing; sets the KL gauges."""
@@ -59,7 +57,7 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         scale=ev.scale,
         seed=done.seed,
         steps=done.steps,
-        model=model.sha256,
+        model=model.id,
         model_name=model.name,
         timing={
             "queue_s": job.queue_seconds,

@@ -6,14 +6,32 @@ import io
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
-from service.api.schemas import ErrorResponse, SampleRequest, SampleResponse
+from service.api.body_guard import require_json
+from service.api.schemas import SampleRequest, SampleResponse, error_responses
 from service.api.state import StateDep
 from service.api.submission import Finished, run_job
 
 router = APIRouter(tags=["sampling"])
 NPY = "application/x-npy"
+NPY_HEADERS = {
+    f"x-{name}": {"description": what, "schema": {"type": "string"}}
+    for name, what in {
+        "n": "Rows of the array.",
+        "dataset": "The dataset.",
+        "variant": "The guidance variant.",
+        "scale": "The guidance scale used.",
+        "seed": "The seed used.",
+        "steps": "Reverse steps taken.",
+        "model": "The model's id.",
+        "model-name": "The model's name.",
+        "nonfinite": "Rows with a non-finite coordinate (left as NaN/inf).",
+        "queue-s": "Submission to first denoising step, seconds.",
+        "compute-s": "First denoising step to last, seconds.",
+        "total-s": "Arrival to response, seconds.",
+    }.items()
+}
 
 
 def _meta(done: Finished, body: SampleRequest) -> dict:
@@ -25,7 +43,7 @@ def _meta(done: Finished, body: SampleRequest) -> dict:
         "scale": job.plan.scale,
         "seed": done.seed,
         "steps": done.steps,
-        "model": done.served.model.sha256,
+        "model": done.served.model.id,
         "model_name": done.served.name,
         "nonfinite": job.nonfinite,
         "timing": {
@@ -39,11 +57,15 @@ def _meta(done: Finished, body: SampleRequest) -> dict:
 @router.post(
     "/sample",
     response_model=SampleResponse,
+    dependencies=[Depends(require_json)],
     responses={
-        200: {"content": {NPY: {}}, "description": "JSON, or float32 (n, 2) .npy on Accept"},
-        422: {"model": ErrorResponse},
-        503: {"model": ErrorResponse},
-        504: {"model": ErrorResponse},
+        200: {
+            "content": {NPY: {"schema": {"type": "string", "format": "binary"}}},
+            "description": f"JSON; with `Accept: {NPY}`, a float32 (n, 2) .npy array, "
+            "its metadata in x-* headers",
+            "headers": NPY_HEADERS,
+        },
+        **error_responses(400, 413, 415, 422, 503, 504),
     },
 )
 async def sample(body: SampleRequest, request: Request, state: StateDep) -> Response:

@@ -1,0 +1,61 @@
+"""Whole-server admission against cases with known answers (no clock: `now` is given)."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.api.admission import SAFETY, Admission, Cost, Overloaded, TooLong
+
+
+def test_work_that_fits_every_deadline_is_admitted_until_it_does_not():
+    a = Admission()
+    a.admit(30.0, deadline_s=100, now=0)
+    a.admit(40.0, deadline_s=100, now=0)  # 70 <= 0.8 * 100
+    with pytest.raises(Overloaded) as e:
+        a.admit(20.0, deadline_s=100, now=0)  # 90 > 80
+    # the newcomer fits once 10 s of the 70 ahead have run: 90 - 10 <= 0.8 * 100
+    assert e.value.retry_after_s == 10
+    assert a.work_ahead_s == pytest.approx(70.0)
+
+
+def test_a_newcomer_may_not_push_an_earlier_request_past_its_deadline():
+    """Under fair sharing a later request slows the earlier ones: their slack counts too."""
+    a = Admission()
+    a.admit(10.0, deadline_s=20, now=0)
+    with pytest.raises(Overloaded):
+        a.admit(10.0, deadline_s=600, now=0)  # 20 s of work > 0.8 * the first one's 20 s
+    a.admit(5.0, deadline_s=600, now=0)  # 15 <= 16
+
+
+def test_charged_work_and_released_tickets_make_room():
+    a = Admission()
+    t1 = a.admit(60.0, deadline_s=100, now=0)
+    with pytest.raises(Overloaded):
+        a.admit(30.0, deadline_s=100, now=0)
+    a.charge([(t1, 20.0)], predicted_s=20.0, seconds=20.0)  # ran as predicted
+    a.admit(20.0, deadline_s=100, now=20)  # 40 + 20 <= 0.8 * 80 (the first one's slack)
+    a.release(t1)
+    assert a.work_ahead_s == pytest.approx(20.0)
+
+
+def test_slow_steps_scale_every_prediction():
+    a = Admission()
+    t = a.admit(1.0, deadline_s=100, now=0)
+    for _ in range(200):  # steps take twice their prediction
+        a.charge([(t, 0.0)], predicted_s=1.0, seconds=2.0)
+    assert a.work_ahead_s == pytest.approx(2.0, rel=1e-3)
+    with pytest.raises(Overloaded):
+        a.admit(39.5, deadline_s=100, now=0)  # (1 + 39.5) * 2 = 81 > 0.8 * 100
+    a.admit(38.0, deadline_s=100, now=0)  # (1 + 38) * 2 = 78 <= 80
+
+
+def test_a_request_that_cannot_finish_alone_is_too_long_not_overloaded():
+    with pytest.raises(TooLong, match="about 150.0 s .* deadline is 120 s"):
+        Admission().admit(150.0, deadline_s=120, now=0)
+
+
+def test_request_cost_counts_rows_steps_and_per_step_overhead():
+    cost = Cost(baseline=1e-6, guided=3e-6, step=1e-3)
+    assert cost.request(4096, 100, guided=False, rows_per_step=4096) == pytest.approx(0.5096)
+    assert cost.request(8192, 100, guided=True, rows_per_step=4096) == pytest.approx(2.6576)
+    assert SAFETY < 1
