@@ -4,19 +4,108 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NoReturn
 
 from service.core.data import DATASETS
 from service.core.device import DEVICE_CHOICES
-from service.core.guidance import VARIANTS
+from service.core.guidance import SCALE_RANGE, VARIANTS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line on stderr (exit 2); the usage is one --help away."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {number}")
+        return number
+
+    return parse
+
+
+_positive, _seed = _int_at_least(1), _int_at_least(0)  # numpy's SeedSequence refuses < 0
+
+
+def _scale(value: str) -> float:
+    low, high = SCALE_RANGE
+    try:
+        scale = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not low <= scale <= high:  # false for NaN too
+        raise argparse.ArgumentTypeError(
+            f"must be a finite number in [{low:g}, {high:g}], got {value!r}"
+        )
+    return scale
+
+
+def _model_name(value: str) -> str:
+    from service.core.store import NAME_PATTERN
+
+    if not NAME_PATTERN.match(value):
+        raise argparse.ArgumentTypeError(
+            f"invalid model name {value!r}: up to 64 lowercase letters, digits, - _ ."
+        )
+    return value
+
+
+def _existing_folder(value: str) -> Path:
+    if not Path(value).is_dir():
+        raise argparse.ArgumentTypeError(f"no model store at {value} (not a folder)")
+    return Path(value)
+
+
+def _output_folder(value: str) -> Path:
+    """A folder we can create and write in: checked before minutes of work, not after them."""
+    existing = Path(value)
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write to {value}: {existing} is not a folder")
+    try:
+        with tempfile.TemporaryDirectory(dir=existing):
+            pass
+    except OSError as e:
+        raise argparse.ArgumentTypeError(
+            f"cannot write to {value}: cannot create anything in {existing} ({e.strerror})"
+        ) from None
+    return Path(value)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities (a diverged row, a diverged loss) as None: JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(_finite(value), allow_nan=False))
 
 
 def _train(args: argparse.Namespace) -> int:
     from service.worker.recipes import train_config
     from service.worker.train import train
 
+    if args.name and args.dataset == "all":
+        raise ValueError("--name names one model; with --dataset all each would overwrite the last")
     config = train_config(
         args.recipe, args.objective, steps=args.steps, seed=args.seed, kl_samples=args.kl_samples
     )
@@ -37,7 +126,7 @@ def _train(args: argparse.Namespace) -> int:
                 "sha256",
             )
         }
-        print(json.dumps(summary))
+        _print_json(summary)
     return 0
 
 
@@ -46,29 +135,33 @@ def _sample(args: argparse.Namespace) -> int:
     from service.core.sampling import sample
     from service.core.store import CheckpointStore
 
-    model = CheckpointStore(args.model_store).load_ready(args.model, pick_device(args.device))
+    store = CheckpointStore(args.model_store)
+    if args.model not in (names := store.names()):
+        held = ", ".join(names) or "no models"
+        raise ValueError(f"no model {args.model!r} in {args.model_store} (it holds {held})")
+    model = store.load_ready(args.model, pick_device(args.device))
     result = sample(model, args.variant, args.scale, args.n, args.seed, args.steps)
-    print(
-        json.dumps(
-            {
-                "model": model.name,
-                "sha256": model.sha256,
-                "variant": result.variant,
-                "scale": result.scale,
-                "n": args.n,
-                "seed": result.seed,
-                "nonfinite": result.nonfinite,
-                "seconds": round(result.seconds, 4),
-                "first_samples": result.samples[:5].tolist(),
-            }
-        )
+    _print_json(
+        {
+            "model": model.name,
+            "sha256": model.sha256,
+            "variant": result.variant,
+            "scale": result.scale,
+            "n": args.n,
+            "seed": result.seed,
+            "nonfinite": result.nonfinite,
+            "seconds": round(result.seconds, 4),
+            "first_samples": result.samples[:5].tolist(),
+        }
     )
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from service.api.app import serve
-    from service.api.settings import Settings
+    from service.api.settings import Settings, explain
 
     flags = {
         "host": args.host,
@@ -77,7 +170,11 @@ def _serve(args: argparse.Namespace) -> int:
         "device": args.device,
         "batching": args.batching,
     }
-    serve(Settings(**{k: v for k, v in flags.items() if v is not None}))
+    try:
+        settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    except ValidationError as e:  # pydantic's text spans lines; a start-up error gets one
+        raise ValueError(explain(e)) from None
+    serve(settings)
     return 0
 
 
@@ -111,10 +208,10 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="the paper's Table 1 grid and figures")
-    p.add_argument("--out", default="results")
-    p.add_argument("--n", type=int, default=10_000, help="samples per cell (the paper: 10,000)")
-    p.add_argument("--sweep-n", type=int, default=2_000, help="samples per scale-sweep point")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=_output_folder, default="results")
+    p.add_argument("--n", type=_positive, default=10_000, help="samples per cell (paper: 10,000)")
+    p.add_argument("--sweep-n", type=_positive, default=2_000, help="samples per scale-sweep point")
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--model-store", default="model_store")
     p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=None)
     p.add_argument("--recipe", default="paper", help="which recipe's models (default: paper)")
@@ -123,11 +220,9 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from service.experiments.bench import bench
+    from service.experiments.bench import SECTIONS, bench
 
-    sections = (
-        tuple(args.sections) if args.sections else ("sampler", "service", "schedulers", "training")
-    )
+    sections = tuple(args.sections) if args.sections else SECTIONS
     bench(
         out=args.out,
         store=args.model_store,
@@ -141,7 +236,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="speed benchmarks: ratios measured side by side")
-    p.add_argument("--out", default=".bench")
+    p.add_argument("--out", type=_output_folder, default=".bench")
     p.add_argument("--model-store", default="model_store")
     p.add_argument("--quick", action="store_true", help="shorter runs (noisier)")
     p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES))
@@ -149,7 +244,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--sections",
         nargs="+",
         default=None,
-        choices=["sampler", "service", "schedulers", "training"],
+        choices=["sampler", "service", "schedulers", "overload", "training"],
     )
     p.set_defaults(func=_bench)
 
@@ -161,24 +256,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True, choices=[*sorted(DATASETS), "all"])
     p.add_argument("--objective", default="plain", choices=OBJECTIVES)
     p.add_argument("--recipe", default="paper", choices=sorted(RECIPES))
-    p.add_argument("--steps", type=int, default=None, help="default: the recipe's (10,000)")
-    p.add_argument("--seed", type=int, default=None, help="default: the recipe's (0)")
-    p.add_argument("--kl-samples", type=int, default=None, help="baseline samples for the KL")
-    p.add_argument("--out", default="model_store", help="model store folder")
-    p.add_argument("--name", default=None, help="model id (default: <dataset>-<objective>)")
+    p.add_argument("--steps", type=_positive, default=None, help="default: the recipe's (10,000)")
+    p.add_argument("--seed", type=_seed, default=None, help="default: the recipe's (0)")
+    p.add_argument("--kl-samples", type=_positive, default=None, help="baseline samples for KL")
+    p.add_argument("--out", type=_output_folder, default="model_store", help="model store folder")
+    p.add_argument(
+        "--name", type=_model_name, default=None, help="model id (default: <dataset>-<objective>)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample offline from one model of the store")
-    p.add_argument("--model", required=True, help="model id, e.g. moons-plain")
-    p.add_argument("--model-store", default="model_store")
+    p.add_argument("--model", required=True, type=_model_name, help="model id, e.g. moons-plain")
+    p.add_argument("--model-store", type=_existing_folder, default="model_store")
     p.add_argument("--variant", default="baseline", choices=sorted(VARIANTS))
-    p.add_argument("--scale", type=float, default=None)
-    p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None)
+    low, high = SCALE_RANGE
+    p.add_argument("--scale", type=_scale, default=None, help=f"in [{low:g}, {high:g}]")
+    p.add_argument("--n", type=_positive, default=1000)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--steps", type=_positive, default=None, help="default: the model's T")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_sample)
 
@@ -193,14 +291,14 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dgs", description="density-guidance-service")
+    parser = _Parser(prog="dgs", description="density-guidance-service")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in COMMANDS:
         add(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, RuntimeError) as e:
+    except (ValueError, RuntimeError, OSError) as e:  # one line, not a traceback
         print(f"dgs {args.command}: error: {e}", file=sys.stderr)
         return 2
 

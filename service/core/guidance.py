@@ -7,10 +7,15 @@ down from T-1 to 0. A new variant is one gamma function plus one `register` line
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+
+# The guidance scales the service takes. The CLI checks this; the API its own copy in
+# service/api/settings.py (tests/test_cli.py keeps the two equal).
+SCALE_RANGE = (-10.0, 10.0)
 
 GammaFn = Callable[[torch.Tensor, int, float], torch.Tensor]  # (t (B,), T, scale) -> (B,)
 
@@ -95,7 +100,11 @@ def get_variant(name: str) -> Variant:
 
 
 def resolve_scale(variant: Variant, scale: float | None) -> float:
-    return variant.default_scale if scale is None else float(scale)
+    if scale is None:
+        return variant.default_scale
+    if not math.isfinite(scale):  # NaN would sample NaN everywhere, inf NaN after one step
+        raise ValueError(f"scale must be a finite number, got {scale}")
+    return float(scale)
 
 
 def guided_eps(

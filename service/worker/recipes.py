@@ -29,6 +29,12 @@ class TrainConfig:
     eval_batch: int = 10_000
     kl_samples: int = 10_000
 
+    def __post_init__(self) -> None:
+        # caught here, not after a run: 0 steps failed on max() of an empty loss log
+        for name in ("steps", "batch_size", "eval_batch", "kl_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class Recipe:

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -67,3 +69,9 @@ def test_unknown_variant_lists_the_valid_names():
         ValueError, match=r"\['adaptive', 'baseline', 'fixed', 'minimal', 'smoothed'"
     ):
         get_variant("turbo")
+
+
+@pytest.mark.parametrize("scale", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_scale_is_refused(scale):
+    with pytest.raises(ValueError, match="finite"):
+        resolve_scale(get_variant("fixed"), scale)

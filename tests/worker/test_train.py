@@ -100,3 +100,9 @@ def test_cli_trains_into_a_store(tmp_path, capsys):
         main(["sample", "--model", "line-plain", "--model-store", str(tmp_path), "--n", "8"]) == 0
     )
     assert json.loads(capsys.readouterr().out)["nonfinite"] == 0
+
+
+@pytest.mark.parametrize("field", ["steps", "batch_size", "eval_batch", "kl_samples"])
+def test_a_config_without_work_to_do_is_refused(field):
+    with pytest.raises(ValueError, match=f"{field} must be >= 1, got 0"):
+        train_config("paper", "plain", **{field: 0})
