@@ -2,10 +2,10 @@
 before every one of their deadlines.
 
 All models share one engine thread, so the work ahead of a request is the work of every model,
-not of its own queue. Work is kept in predicted engine-seconds: a row-step costs `Cost.baseline`
-or `Cost.guided` seconds (measured per model at warm-up), and a running correction factor
-(measured step time over predicted step time) absorbs what the cost model misses: per-step
-overhead, a busy machine.
+not of its own queue. Work is predicted per model by a cost model (a per-step overhead plus
+`Cost.baseline` or `Cost.guided` seconds a row, measured at warm-up) times the model's running
+scale (measured step time over the cost model's), which absorbs what the cost model misses: a
+warm-up on a busy machine, an event loop that takes CPU from the steps in a storm.
 
 Why the rule below keeps every promise: the step loop is work-conserving, so with no further
 arrivals every admitted request is done by `now + W`, where W is the remaining work. A request
@@ -19,6 +19,7 @@ is exactly why the check covers the requests already in hand, not only the newco
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 # Admit only what fits in this fraction of the tightest slack: the VM moves step times by up
 # to 30%, and the correction factor needs a few steps to see it.
 SAFETY = 0.8
-CORRECTION_RANGE = (0.1, 10.0)  # wide: a warm-up measured on a busy machine is far off
+SCALE_RANGE = (0.05, 20.0)  # wide: a warm-up measured on a busy machine can be far off
 
 
 @dataclass(frozen=True)
@@ -70,73 +71,83 @@ class TooLong(Exception):
 
 @dataclass(eq=False)
 class Ticket:
-    """One admitted request's share of the work: predicted seconds left and its deadline."""
+    """One admitted request: its model's key, cost-model seconds left, and its deadline."""
 
-    work_s: float
+    key: int
+    work: float  # in the cost model's seconds; times its model's scale -> predicted seconds
     deadline: float  # time.monotonic()
 
 
 class Admission:
-    """Thread-safe: the event loop admits, the engine thread charges steps and releases."""
+    """Thread-safe: the event loop admits, the engine thread charges steps and releases.
+
+    Work is kept in each model's cost-model seconds and turned into predicted seconds with the
+    model's current scale (measured step time over the cost model's, smoothed), so when steps
+    slow down, the work already admitted is predicted slower too, not only the newcomer's.
+    """
 
     def __init__(self, enabled: bool = True, max_retry_after_s: int = 600) -> None:
         self.enabled = enabled  # off: every request is admitted, the work is still counted
+        self._rng = random.Random(0)
         self._lock = threading.Lock()
         self._tickets: set[Ticket] = set()
-        self._work_s = 0.0  # sum of the tickets' work_s
-        self._correction = 1.0  # measured step seconds / predicted
+        self._scale: dict[int, float] = {}  # model key -> measured / cost model
         self.max_retry_after_s = max_retry_after_s
+
+    def _ahead(self) -> float:
+        return sum(t.work * self._scale.get(t.key, 1.0) for t in self._tickets)
 
     @property
     def work_ahead_s(self) -> float:
-        """Predicted seconds until everything admitted is done, corrected."""
-        return self._work_s * self._correction
+        """Predicted seconds until everything admitted is done."""
+        with self._lock:
+            return self._ahead()
 
-    def admit(self, work_s: float, deadline_s: float, now: float | None = None) -> Ticket:
-        """A ticket for `work_s` predicted seconds due in `deadline_s`, or Overloaded/TooLong."""
+    def admit(self, key: int, work: float, deadline_s: float, now: float | None = None) -> Ticket:
+        """A ticket for `work` cost-model seconds of model `key`, due in `deadline_s`;
+        or Overloaded / TooLong."""
         now = time.monotonic() if now is None else now
         with self._lock:
-            k = self._correction
-            own = work_s * k
+            own = work * self._scale.get(key, 1.0)
             if self.enabled and own > deadline_s:
                 raise TooLong(own, deadline_s)
+            ahead = self._ahead()
             slack = min([deadline_s, *(t.deadline - now for t in self._tickets)])
-            finish = (self._work_s + work_s) * k
+            finish = ahead + own
             if self.enabled and finish > SAFETY * max(slack, 0.0):
-                # after r seconds W has fallen by r; the newcomer fits once
-                # W*k - r + own <= SAFETY * deadline_s
-                wait = max(1.0, finish - SAFETY * deadline_s, self._work_s * k - SAFETY * slack)
+                # the work ahead falls by r in r seconds; the newcomer fits once
+                # ahead - r + own <= SAFETY * deadline_s, and the others' slack allows it
+                wait = max(1.0, finish - SAFETY * deadline_s, ahead - SAFETY * slack)
+                # spread over [wait, 2 wait]: every client refused in a storm is told about the
+                # same wait, and a herd that returns at once is refused again, costing CPU
+                # that the admitted work needs (measured: docs/BENCHMARKS.md, overload storm)
+                wait *= 1 + self._rng.random()
                 retry = int(min(self.max_retry_after_s, math.ceil(wait)))
                 raise Overloaded(
                     retry,
-                    f"the server has about {self._work_s * k:.1f} s of work ahead; this request "
+                    f"the server has about {ahead:.1f} s of work ahead; this request "
                     f"(about {own:.1f} s) could not finish inside the deadlines in hand",
                 )
-            ticket = Ticket(work_s, now + deadline_s)
+            ticket = Ticket(key, work, now + deadline_s)
             self._tickets.add(ticket)
-            self._work_s += work_s
             return ticket
 
-    def charge(self, spent: list[tuple[Ticket, float]], predicted_s: float, seconds: float) -> None:
-        """After a step: each ticket's predicted seconds spent, and the step's measured time."""
+    def charge(
+        self, key: int, spent: list[tuple[Ticket, float]], predicted: float, seconds: float
+    ) -> None:
+        """After a step of model `key`: each ticket's cost-model seconds spent, the step's
+        cost-model prediction and its measured time."""
         with self._lock:
             for ticket, work in spent:
-                if ticket in self._tickets:
-                    done = min(work, ticket.work_s)
-                    ticket.work_s -= done
-                    self._work_s -= done
-            if predicted_s > 0:
-                ratio = min(max(seconds / predicted_s, CORRECTION_RANGE[0]), CORRECTION_RANGE[1])
-                self._correction = 0.9 * self._correction + 0.1 * ratio
+                ticket.work = max(0.0, ticket.work - work)
+            if predicted > 0:
+                ratio = min(max(seconds / predicted, SCALE_RANGE[0]), SCALE_RANGE[1])
+                self._scale[key] = 0.9 * self._scale.get(key, 1.0) + 0.1 * ratio
 
     def release(self, ticket: Ticket | None) -> None:
         """The request is over (done, failed or cancelled): its remaining work leaves."""
         if ticket is None:
             return
         with self._lock:
-            if ticket in self._tickets:
-                self._tickets.remove(ticket)
-                self._work_s -= ticket.work_s
-                ticket.work_s = 0.0
-            if not self._tickets:
-                self._work_s = 0.0  # no float drift survives an idle moment
+            self._tickets.discard(ticket)
+            ticket.work = 0.0

@@ -124,9 +124,6 @@ class ModelScheduler:
         self.batch_window_s = batch_window_s
         self.admission = admission or Admission()
         self.cost = cost
-        # measured step time over the cost model's, per model: a warm-up measured on a busy
-        # machine can be far off, and each model's error is its own
-        self._cost_scale = 1.0
         self.key = next(self._keys)
         self._lock = threading.Lock()
         self._jobs: list[Job] = []  # arrival order
@@ -153,10 +150,10 @@ class ModelScheduler:
     def submit(self, job: Job) -> None:
         """Queue `job`, or raise SchedulerStopped, QueueFull, or admission's Overloaded/TooLong."""
         self._check_room(job)  # before the chunks' generators are made for nothing
-        work = self._cost_scale * self.cost.request(
+        work = self.cost.request(
             job.n, job.plan.num_steps, job.plan.needs_gradient, min(self.cap, self.budget)
         )
-        job.ticket = self.admission.admit(work, job.deadline - time.monotonic())
+        job.ticket = self.admission.admit(self.key, work, job.deadline - time.monotonic())
         try:
             # made outside the lock, which the engine thread takes every step
             job.chunks = make_chunks(job.plan, job.n, job.seed, self.model.device)
@@ -286,9 +283,6 @@ class ModelScheduler:
         raw = self.cost.step + sum(
             c.rows * self.cost.per_row(c.plan.needs_gradient) for c in chosen
         )
-        ratio = min(max(seconds / max(raw, 1e-9), 0.05), 20.0)
-        self._cost_scale = 0.9 * self._cost_scale + 0.1 * ratio
-        k = self._cost_scale
         overhead = self.cost.step / max(rows, 1)
         spent: dict[int, list] = {}
         with self._lock:
@@ -296,10 +290,10 @@ class ModelScheduler:
                 job = self._owners.get(id(c))
                 if job is None or job.ticket is None:
                     continue
-                work = k * c.rows * (self.cost.per_row(c.plan.needs_gradient) + overhead)
+                work = c.rows * (self.cost.per_row(c.plan.needs_gradient) + overhead)
                 entry = spent.setdefault(id(job), [job.ticket, 0.0])
                 entry[1] += work
-        self.admission.charge([(t, w) for t, w in spent.values()], k * raw, seconds)
+        self.admission.charge(self.key, [(t, w) for t, w in spent.values()], raw, seconds)
 
     def _retire_dead_jobs(self) -> None:
         now = time.monotonic()

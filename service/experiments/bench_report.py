@@ -115,7 +115,9 @@ def _overload(o: dict) -> list[str]:
         f"datasets' default models, deadline {o['deadline_s']} s, each refused client waiting "
         f"its Retry-After: {o['admitted']} admitted, {o['ok']} returned 200 "
         f"(others: {o['failed'] or 'none'}), {o['refused']} refused with 503 (slowest refusal "
-        f"{o['max_refusal_s'] * 1000:.0f} ms; slowest success {o['max_latency_s']:.1f} s).",
+        f"{o['max_refusal_s'] * 1000:.0f} ms; slowest success {o['max_latency_s']:.1f} s); "
+        f"{o.get('connection_errors', 0)} sends found their pooled connection closed by the "
+        "server's keep-alive timeout and were sent again (not counted as admitted).",
         f"- Target at least 95% of admitted requests succeed: {o['ok_fraction_of_admitted']:.1%}"
         f" - {_target(o['ok_fraction_of_admitted'] >= 0.95)}.",
         f"- Target goodput within 20% of idle throughput: {o['goodput_samples_per_s']:,.0f} vs "

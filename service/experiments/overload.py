@@ -25,7 +25,10 @@ async def _one(client: aiohttp.ClientSession, body: dict, out: dict) -> float | 
             await r.read()
             status, retry = r.status, r.headers.get("retry-after")
     except aiohttp.ClientError:
-        status, retry = 0, None
+        # a pooled connection the server closed while the client slept its Retry-After
+        # (uvicorn's keep-alive timeout is 5 s): the request never reached the server
+        out["connection_errors"] += 1
+        return 0.0
     seconds = time.perf_counter() - start
     if status == 503 and retry is not None:
         out["refused"] += 1
@@ -47,7 +50,7 @@ async def storm(
     """`clients` clients for `duration` s, each sending n-sample requests to the datasets of
     `models` in turn, waiting Retry-After after each 503; ends when every client is done."""
     out = {"admitted": 0, "ok": 0, "refused": 0, "samples": 0, "failed": {}}
-    out |= {"latencies": [], "refused_seconds": []}
+    out |= {"latencies": [], "refused_seconds": [], "connection_errors": 0}
 
     async def client_loop(client: aiohttp.ClientSession, c: int) -> None:
         i = 0
@@ -72,6 +75,7 @@ async def storm(
         "ok": out["ok"],
         "failed": out["failed"],
         "refused": out["refused"],
+        "connection_errors": out["connection_errors"],
         "ok_fraction_of_admitted": out["ok"] / admitted,
         "max_refusal_s": max(out["refused_seconds"], default=0.0),
         "max_latency_s": max(out["latencies"], default=0.0),
@@ -82,7 +86,7 @@ async def storm(
 async def idle_throughput(base_url: str, n: int, requests: int, dataset: str) -> float:
     """Samples per second of one client sending n-sample requests one after another."""
     out = {"admitted": 0, "ok": 0, "refused": 0, "samples": 0, "failed": {}}
-    out |= {"latencies": [], "refused_seconds": []}
+    out |= {"latencies": [], "refused_seconds": [], "connection_errors": 0}
     async with _client(base_url, 1) as client:
         start = time.perf_counter()
         for i in range(requests):
