@@ -61,12 +61,13 @@ class Overloaded(Exception):
 class TooLong(Exception):
     """The request alone cannot finish inside its deadline on this server."""
 
-    def __init__(self, needed_s: float, deadline_s: float):
+    def __init__(self, compute_s: float, deadline_s: float):
+        self.needed_s = compute_s / SAFETY  # the deadline it would be admitted with, idle
         super().__init__(
-            f"this request needs about {needed_s:.1f} s of compute on this server; "
-            f"its deadline is {deadline_s:g} s: raise deadline_s or lower n or steps"
+            f"this request needs about {compute_s:.1f} s of compute on this server, so a "
+            f"deadline of at least {self.needed_s:.0f} s; its deadline is {deadline_s:g} s: "
+            "raise deadline_s or lower n or steps"
         )
-        self.needed_s = needed_s
 
 
 @dataclass(eq=False)
@@ -109,10 +110,14 @@ class Admission:
         now = time.monotonic() if now is None else now
         with self._lock:
             own = work * self._scale.get(key, 1.0)
-            if self.enabled and own > deadline_s:
+            if self.enabled and own > SAFETY * deadline_s:  # would be refused even when idle
                 raise TooLong(own, deadline_s)
             ahead = self._ahead()
-            slack = min([deadline_s, *(t.deadline - now for t in self._tickets)])
+            # a ticket past its deadline is about to be reaped by the engine: its slack does
+            # not count, or one late request would refuse everything until then
+            slack = min(
+                [deadline_s, *(t.deadline - now for t in self._tickets if t.deadline > now)]
+            )
             finish = ahead + own
             if self.enabled and finish > SAFETY * max(slack, 0.0):
                 # the work ahead falls by r in r seconds; the newcomer fits once

@@ -61,8 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with contextlib.suppress(asyncio.CancelledError):
             await loading
         # uvicorn has waited for open requests; any still held are told, not left hanging
+        state.engine.stop()  # first: no step may run while the schedulers answer their jobs
         state.engine.close_all(SchedulerStopped("the server is shutting down"))
-        state.engine.stop()
 
     app = FastAPI(
         title="density-guidance-service",

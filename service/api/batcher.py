@@ -214,11 +214,14 @@ class ModelScheduler:
         """Retire dead jobs and run at most one step; -> seconds until it wants to run again."""
         self._retire_dead_jobs()
         with self._lock:
+            # one critical section with submit's room check: no job can join after this
             idle = not self._jobs
+            leave = idle and self._stopping
+        if leave:
+            self._leave()
+            return math.inf
         if idle:
-            if self._stopping:
-                self._leave()
-            elif self._active_rows:
+            if self._active_rows:
                 self._report_load(active_rows=0)
             return math.inf
         if self.mode != "step" and not any(not j.finished for j in self._batch):
@@ -321,6 +324,7 @@ class ModelScheduler:
         for job in jobs:
             job.error = error
             self._finish(job)
+        self._report_load(active_rows=0)
 
     def _finish(self, job: Job) -> None:
         with self._lock:

@@ -9,7 +9,6 @@ change, so a reload notices any change and disturbs nothing that stays.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from service.core.model import ReadyModel, make_ready
 from service.core.sampling import advance, make_chunks, make_plan
 from service.core.schedule import make_schedule
 from service.core.store import (
-    MANIFEST,
     OBJECTIVES,
     PAPER_RECIPE,
     CheckpointError,
@@ -213,7 +211,9 @@ def build_registry(
         except (CheckpointError, ValueError, RuntimeError) as e:
             log.error("model %s unavailable: %s", name, e)
             registry.failures[name] = str(e)
-            kind = _kind_of_failed(store, name)
+            # what a broken checkpoint was meant to be comes from its name alone (its manifest
+            # is what failed); it keeps its place as its dataset's default
+            kind = parse_model_name(name)
             if kind is not None:
                 registry.failed_kinds[name] = kind
             continue
@@ -236,16 +236,6 @@ def build_registry(
         queue_capacity=settings.max_queued_rows,
     )
     return registry
-
-
-def _kind_of_failed(store: CheckpointStore, name: str) -> tuple[str, str, str] | None:
-    """What a broken checkpoint was meant to be: from its manifest where that still reads,
-    else from the naming rule; it keeps its place as its dataset's default."""
-    try:
-        raw = json.loads((store.path(name) / MANIFEST).read_text())
-        return raw["dataset"], raw["training"]["objective"], raw.get("recipe", PAPER_RECIPE)
-    except Exception:  # unreadable in any way: the name is all there is
-        return parse_model_name(name)
 
 
 def describe(served: ServedModel) -> dict[str, Any]:

@@ -162,6 +162,13 @@ class CheckpointStore:
         mpath = folder / MANIFEST
         if manifest["dataset"] not in DATASETS:
             raise CheckpointError(f"{mpath}: unknown dataset {manifest['dataset']!r}")
+        objective = (
+            (manifest["training"] or {}).get("objective")
+            if isinstance(manifest["training"], dict)
+            else None
+        )
+        if objective not in OBJECTIVES:
+            raise CheckpointError(f"{mpath}: unknown objective {objective!r}, not in {OBJECTIVES}")
         model_cfg = _config_from(DenoiserConfig, manifest["model"], "model", mpath)
         schedule_cfg = _config_from(ScheduleConfig, manifest["schedule"], "schedule", mpath)
         if schedule_cfg.kind not in BETA_SCHEDULES:

@@ -25,9 +25,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(store: str | Path, ready_timeout: float = 90, **env: object) -> Iterator[str]:
-    """Serve `store` with settings `env` (e.g. BATCHING="off"); yield the base URL once ready."""
+def running_server(
+    store: str | Path, ready_timeout: float = 90, log: Path | None = None, **env: object
+) -> Iterator[str]:
+    """Serve `store` with settings `env` (e.g. BATCHING="off"); yield the base URL once ready.
+    `log`: a file that gets the server's output (else a pipe nobody reads past start-up)."""
     port = free_port()
+    output = open(log, "wb") if log is not None else subprocess.PIPE  # noqa: SIM115
     environment = {**os.environ, "LOG_LEVEL": "warning", **{k: str(v) for k, v in env.items()}}
     proc = subprocess.Popen(
         [
@@ -41,7 +45,7 @@ def running_server(store: str | Path, ready_timeout: float = 90, **env: object) 
             str(store),
         ],
         env=environment,
-        stdout=subprocess.PIPE,
+        stdout=output,
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
@@ -49,7 +53,8 @@ def running_server(store: str | Path, ready_timeout: float = 90, **env: object) 
         deadline = time.monotonic() + ready_timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stdout.read().decode()[-2000:]}")
+                text = log.read_text() if log is not None else proc.stdout.read().decode()
+                raise RuntimeError(f"server exited: {text[-2000:]}")
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
                     break
@@ -63,3 +68,5 @@ def running_server(store: str | Path, ready_timeout: float = 90, **env: object) 
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if log is not None:
+            output.close()

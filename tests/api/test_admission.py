@@ -54,8 +54,18 @@ def test_slow_steps_make_the_work_in_hand_slower_too():
 
 
 def test_a_request_that_cannot_finish_alone_is_too_long_not_overloaded():
-    with pytest.raises(TooLong, match="about 150.0 s .* deadline is 120 s"):
+    with pytest.raises(TooLong, match="about 150.0 s .* at least 188 s; its deadline is 120 s"):
         Admission().admit(A, 150.0, deadline_s=120, now=0)
+    # 90 s of work in a 100 s deadline would be refused even on an idle server: too long, not
+    # a 503 that no retry could ever get past
+    with pytest.raises(TooLong):
+        Admission().admit(A, 90.0, deadline_s=100, now=0)
+
+
+def test_a_ticket_past_its_deadline_does_not_block_admission():
+    a = Admission()
+    a.admit(A, 1.0, deadline_s=10, now=0)  # the engine will reap it; until then ...
+    a.admit(B, 5.0, deadline_s=100, now=50)  # ... it must not refuse everyone
 
 
 def test_admission_off_takes_everything_and_still_counts_it():

@@ -135,3 +135,12 @@ def test_a_manifest_in_another_models_folder_is_refused(store):
     shutil.copytree(store.root / "moons-plain", store.root / "moons-plain-improved")
     with pytest.raises(CheckpointError, match="names 'moons-plain', not 'moons-plain-improved'"):
         store.load("moons-plain-improved")
+
+
+def test_a_sealed_manifest_with_an_unknown_objective_is_refused(store):
+    path = store.root / "moons-plain" / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["training"]["objective"] = ["plain"]  # unhashable: would break the registry
+    path.write_text(json.dumps(sealed(manifest)))
+    with pytest.raises(CheckpointError, match="unknown objective"):
+        store.load("moons-plain")
