@@ -132,6 +132,13 @@ LATENCY_ROWS: dict[str, list[PanelSpec]] = {
             ),
         ),
         PanelSpec(
+            "Work ahead (admission)",
+            "Predicted engine seconds until every admitted request is done; admission refuses "
+            "a request (503 + Retry-After) that would push this past 80% of a deadline in hand.",
+            (Query("sampler_work_ahead_seconds", "work ahead"),),
+            unit="s",
+        ),
+        PanelSpec(
             "Rows per denoising step",
             "Active rows in the latest step, and the mean rows per step (all requests together).",
             (
