@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 
 from service.api.body_guard import BodyLimitMiddleware
-from service.api.docs_assets import mount_docs
 from service.api.engine import Engine
 from service.api.errors import ApiError, api_error_handler, validation_handler
 from service.api.job import SchedulerStopped
@@ -64,13 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.engine.stop()  # first: no step may run while the schedulers answer their jobs
         state.engine.close_all(SchedulerStopped("the server is shutting down"))
 
-    app = FastAPI(
+    # fastapi-offline serves /docs and /redoc with the Swagger UI and ReDoc it ships: no CDN
+    app = FastAPIOffline(
+        static_url="/docs-assets",
+        # no call to the public validator service for the badge
+        swagger_ui_parameters={"validatorUrl": None},
         title="density-guidance-service",
         version="0.1.0",
         summary="Sampling 2D diffusion models under density guidance, batched step by step.",
         lifespan=lifespan,
-        docs_url=None,  # docs_assets.py serves /docs and /redoc without a CDN
-        redoc_url=None,
     )
     app.add_exception_handler(
         RequestValidationError,
@@ -79,7 +81,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, api_error_handler)
     for router in (sample.router, evaluate.router, catalog.router, health.router, admin.router):
         app.include_router(router)
-    mount_docs(app)
     app.openapi = served_openapi(app, settings)
     # the last added runs first: a refused body (413) is still timed
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)

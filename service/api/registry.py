@@ -73,12 +73,13 @@ class Registry:
         Failed checkpoints take part: a dataset whose preferred model is broken has that model
         as its default, and requests for it are refused rather than served by another one.
         """
+        kinds = self._kinds()  # once: resolve() calls this on every request
         chosen: dict[str, str] = {}
-        for name, (d, objective, recipe) in sorted(self._kinds().items()):
+        for name, (d, objective, recipe) in sorted(kinds.items()):
             if d != dataset:
                 continue
             current = chosen.get(objective)
-            if current is None or _preference(recipe) > _preference(self._kinds()[current][2]):
+            if current is None or _preference(recipe) > _preference(kinds[current][2]):
                 chosen[objective] = name
         return chosen
 
