@@ -12,18 +12,18 @@ from fastapi.exceptions import RequestValidationError
 from fastapi_offline import FastAPIOffline
 
 from service.api.body_guard import BodyLimitMiddleware
-from service.api.engine import Engine
 from service.api.errors import ApiError, api_error_handler, validation_handler
-from service.api.job import SchedulerStopped
 from service.api.metrics import Metrics
 from service.api.openapi_limits import served_openapi
-from service.api.registry import build_registry
 from service.api.routes import admin, catalog, evaluate, health, sample
 from service.api.schemas import EvaluateRequest, SampleRequest
 from service.api.settings import Settings
 from service.api.state import AppState
 from service.api.timing import TimingMiddleware
 from service.core.device import pick_device
+from service.serving.engine import Engine
+from service.serving.job import SchedulerStopped
+from service.serving.registry import build_registry
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from typing import Annotated
 import torch
 from fastapi import Depends, Request
 
-from service.api.admission import Admission
-from service.api.engine import Engine
 from service.api.metrics import Metrics
-from service.api.registry import Registry
 from service.api.settings import Settings
+from service.serving.admission import Admission
+from service.serving.engine import Engine
+from service.serving.registry import Registry
 
 
 @dataclass

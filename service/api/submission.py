@@ -15,9 +15,14 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from service.api.admission import Overloaded, TooLong
 from service.api.errors import ApiError, field_error
-from service.api.job import (
+from service.api.schemas import SEED_MAX, _Request
+from service.api.state import AppState
+from service.core.guidance import VARIANTS
+from service.core.model import GuidanceUnavailable
+from service.core.sampling import make_plan
+from service.serving.admission import Overloaded, TooLong
+from service.serving.job import (
     Cancelled,
     DeadlineExceeded,
     Job,
@@ -25,12 +30,7 @@ from service.api.job import (
     SchedulerStopped,
     future_callback,
 )
-from service.api.registry import ServedModel, Unavailable, UnknownModel
-from service.api.schemas import SEED_MAX, _Request
-from service.api.state import AppState
-from service.core.guidance import VARIANTS
-from service.core.model import GuidanceUnavailable
-from service.core.sampling import make_plan
+from service.serving.registry import ServedModel, Unavailable, UnknownModel
 
 
 @dataclass(frozen=True)

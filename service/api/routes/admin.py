@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPBearer
 
 from service.api.errors import ApiError
-from service.api.registry import build_registry
 from service.api.schemas import ReloadResponse, error_responses
 from service.api.state import StateDep
+from service.serving.registry import build_registry
 
 router = APIRouter(tags=["operations"])
 

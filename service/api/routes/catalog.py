@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from fastapi import APIRouter
 
-from service.api.registry import describe
 from service.api.schemas import ModelsResponse, VariantInfo, VariantsResponse
 from service.api.state import StateDep
 from service.core.guidance import VARIANTS
+from service.serving.registry import describe
 
 router = APIRouter(tags=["catalog"])
 PAPER_T = 100

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.api.admission import SAFETY, Admission, Cost, Overloaded, TooLong
+from service.serving.admission import SAFETY, Admission, Cost, Overloaded, TooLong
 
 A, B = 0, 1  # two models' keys
 

@@ -16,9 +16,6 @@ from typing import Any
 
 import torch
 
-from service.api.admission import DEFAULT_COST, Admission, Cost
-from service.api.batcher import ModelScheduler
-from service.api.engine import Engine
 from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.core.model import ReadyModel, make_ready
@@ -31,6 +28,9 @@ from service.core.store import (
     CheckpointStore,
     parse_model_name,
 )
+from service.serving.admission import DEFAULT_COST, Admission, Cost
+from service.serving.batcher import ModelScheduler
+from service.serving.engine import Engine
 
 log = logging.getLogger(__name__)
 

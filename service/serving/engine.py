@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from service.api.batcher import ModelScheduler
+from service.serving.batcher import ModelScheduler
 
 log = logging.getLogger(__name__)
 

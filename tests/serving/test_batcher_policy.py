@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.api.batcher import select_chunks
-from service.api.job import Job
 from service.api.settings import Settings
 from service.core.sampling import make_chunks, make_plan
+from service.serving.batcher import select_chunks
+from service.serving.job import Job
 
 
 def job(model, n):
@@ -76,8 +76,8 @@ def test_defaults_prefer_the_improved_recipe_and_fall_back_to_the_paper(tiny_sto
     """The service's default plain model is the improved recipe's where one is loaded."""
     from dataclasses import replace
 
-    from service.api.registry import Registry, ServedModel
     from service.core.store import CheckpointStore
+    from service.serving.registry import Registry, ServedModel
 
     store = CheckpointStore(tiny_store)
     paper = store.load_ready("moons-plain")

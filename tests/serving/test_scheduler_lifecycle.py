@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from service.api.admission import Cost
-from service.api.batcher import ModelScheduler
-from service.api.engine import Engine
-from service.api.job import DeadlineExceeded, Job, SchedulerStopped
 from service.core.sampling import make_plan
+from service.serving.admission import Cost
+from service.serving.batcher import ModelScheduler
+from service.serving.engine import Engine
+from service.serving.job import DeadlineExceeded, Job, SchedulerStopped
 
 
 class Recorder:

@@ -31,8 +31,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from service.api.admission import DEFAULT_COST, Admission, Cost
-from service.api.job import (
+from service.core.model import ReadyModel
+from service.core.sampling import RowChunk, advance, collect, count_nonfinite, make_chunks
+from service.serving.admission import DEFAULT_COST, Admission, Cost
+from service.serving.job import (
     Cancelled,
     DeadlineExceeded,
     Hooks,
@@ -40,11 +42,9 @@ from service.api.job import (
     QueueFull,
     SchedulerStopped,
 )
-from service.core.model import ReadyModel
-from service.core.sampling import RowChunk, advance, collect, count_nonfinite, make_chunks
 
 if TYPE_CHECKING:
-    from service.api.engine import Engine
+    from service.serving.engine import Engine
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from service.api.admission import Ticket
 from service.core.sampling import Plan, RowChunk
+from service.serving.admission import Ticket
 
 
 class QueueFull(Exception):
