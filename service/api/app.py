@@ -18,12 +18,11 @@ from service.api.openapi_limits import served_openapi
 from service.api.routes import admin, catalog, evaluate, health, sample
 from service.api.schemas import EvaluateRequest, SampleRequest
 from service.api.settings import Settings
-from service.api.state import AppState
+from service.api.state import AppState, load_registry
 from service.api.timing import TimingMiddleware
 from service.core.device import pick_device
 from service.serving.engine import Engine
-from service.serving.job import SchedulerStopped
-from service.serving.registry import build_registry
+from service.serving.job import BatcherStopped
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +30,7 @@ log = logging.getLogger(__name__)
 async def _load_models(state: AppState) -> None:
     """Start-up loading runs in a thread, so /healthz answers (and /readyz says 503) meanwhile."""
     try:
-        state.registry = await asyncio.wrap_future(
-            state.engine.call(
-                lambda: build_registry(
-                    state.settings, state.metrics, state.engine, state.device, state.admission
-                )
-            )
-        )
+        state.registry = await load_registry(state)
     except Exception as e:  # an unreadable store must not take the process down
         log.exception("loading the model store failed")
         state.load_error = f"{type(e).__name__}: {e}"
@@ -61,8 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with contextlib.suppress(asyncio.CancelledError):
             await loading
         # uvicorn has waited for open requests; any still held are told, not left hanging
-        state.engine.stop()  # first: no step may run while the schedulers answer their jobs
-        state.engine.close_all(SchedulerStopped("the server is shutting down"))
+        state.engine.stop()  # first: no step may run while the batchers answer their jobs
+        state.engine.close_all(BatcherStopped("the server is shutting down"))
 
     # fastapi-offline serves /docs and /redoc with the Swagger UI and ReDoc it ships: no CDN
     app = FastAPIOffline(

@@ -99,7 +99,7 @@ class Metrics:
             "sampler_active_rows", "Rows run in the latest step.", ["dataset"], registry=r
         )
         self.steps = Counter(
-            "sampler_steps_total", "Denoising steps run by the scheduler.", ["dataset"], registry=r
+            "sampler_steps_total", "Denoising steps run by the batchers.", ["dataset"], registry=r
         )
         self.requests = Counter(
             "sampler_requests_total", "Requests answered.", ["endpoint", "status"], registry=r
@@ -142,7 +142,7 @@ class Metrics:
         self.steps.labels(dataset).inc()
 
     def on_load(self, dataset: str, key: int, queued_rows: int, active_rows: int) -> None:
-        """Per-scheduler values, summed per dataset (a dataset has a plain and a density model)."""
+        """Per-batcher values, summed per dataset (a dataset has a plain and a density model)."""
         with self._load_lock:
             self._load[(dataset, key)] = (queued_rows, active_rows)
             queued = sum(q for (d, _), (q, _) in self._load.items() if d == dataset)

@@ -13,8 +13,9 @@ from fastapi import Depends, Request
 from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.serving.admission import Admission
+from service.serving.batcher import BatcherOptions
 from service.serving.engine import Engine
-from service.serving.registry import Registry
+from service.serving.registry import Registry, build_registry
 
 
 @dataclass
@@ -32,6 +33,37 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.admission.enabled = self.settings.admission == "deadline"
+
+
+async def load_registry(state: AppState, previous: Registry | None = None) -> Registry:
+    """Build the registry from the store on the engine thread and publish its models' gauges."""
+    s = state.settings
+    options = BatcherOptions(
+        mode=s.batching,
+        max_rows_per_step=s.max_rows_per_step,
+        max_rows_per_request_step=s.max_rows_per_request_step,
+        max_queued_rows=s.max_queued_rows,
+        batch_window_s=s.batch_window_ms / 1000,
+    )
+    registry = await asyncio.wrap_future(
+        state.engine.call(
+            lambda: build_registry(
+                s.model_store,
+                options,
+                state.metrics,
+                state.engine,
+                state.device,
+                state.admission,
+                previous,
+                warmup=s.warmup,
+            )
+        )
+    )
+    state.metrics.set_models(
+        [(m.model.dataset, n, m.model.id, str(state.device)) for n, m in registry.models.items()],
+        queue_capacity=s.max_queued_rows,
+    )
+    return registry
 
 
 async def get_state(request: Request) -> AppState:

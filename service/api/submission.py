@@ -23,11 +23,11 @@ from service.core.model import GuidanceUnavailable
 from service.core.sampling import make_plan
 from service.serving.admission import Overloaded, TooLong
 from service.serving.job import (
+    BatcherStopped,
     Cancelled,
     DeadlineExceeded,
     Job,
     QueueFull,
-    SchedulerStopped,
     future_callback,
 )
 from service.serving.registry import ServedModel, Unavailable, UnknownModel
@@ -86,7 +86,7 @@ async def run_job(
     request.state.dataset, request.state.variant = body.dataset, body.variant
     deadline_s = _check_limits(state, body, n, max_n)
     seed = body.seed if body.seed is not None else secrets.randbelow(SEED_MAX)
-    for attempt in range(2):  # a reload may stop the scheduler between resolve and submit
+    for attempt in range(2):  # a reload may retire the batcher between resolve and submit
         served = _resolve(state, body)
         T = served.model.schedule.num_timesteps
         if body.steps is not None and body.steps > T:
@@ -99,7 +99,7 @@ async def run_job(
         future: asyncio.Future = loop.create_future()
         job = Job(plan, n, seed, time.monotonic() + deadline_s, future_callback(loop, future))
         try:
-            served.scheduler.submit(job)
+            served.batcher.submit(job)
             break
         except Overloaded as e:
             raise ApiError(
@@ -115,14 +115,14 @@ async def run_job(
                 f"the queue of {served.name} is full; retry after {e.retry_after_s} s",
                 {"Retry-After": str(e.retry_after_s)},
             ) from e
-        except SchedulerStopped:
+        except BatcherStopped:
             if attempt:
                 raise ApiError(503, "model reloading, retry", {"Retry-After": "1"}) from None
     watcher = asyncio.create_task(_watch_disconnect(request))
     try:
         await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if not future.done():
-            served.scheduler.cancel(job)
+            served.batcher.cancel(job)
             raise ApiError(499, "client closed the request")
         try:
             job = future.result()
@@ -130,15 +130,15 @@ async def run_job(
             raise ApiError(504, f"deadline of {deadline_s} s exceeded: {e}") from e
         except Cancelled as e:
             raise ApiError(499, str(e)) from e
-        except SchedulerStopped as e:
+        except BatcherStopped as e:
             raise ApiError(503, str(e), {"Retry-After": "1"}) from e
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         if not future.done():
-            served.scheduler.cancel(job)
-            # nobody awaits it now: cancelled, the scheduler's late answer is dropped instead
+            served.batcher.cancel(job)
+            # nobody awaits it now: cancelled, the batcher's late answer is dropped instead
             # of logged as "Future exception was never retrieved"
             future.cancel()
     steps = plan.num_steps

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from service.core.manifest import ModelKind
 from service.core.network import Denoiser, InferenceWeights, inference_weights
 from service.core.schedule import Schedule, make_schedule
 
@@ -52,12 +53,20 @@ class ReadyModel:
         return self.manifest["sha256"]
 
     @property
+    def kind(self) -> ModelKind:
+        return ModelKind.from_manifest(self.manifest)
+
+    @property
     def dataset(self) -> str:
-        return self.manifest["dataset"]
+        return self.kind.dataset
 
     @property
     def objective(self) -> str:
-        return self.manifest["training"]["objective"]
+        return self.kind.objective
+
+    @property
+    def recipe(self) -> str:
+        return self.kind.recipe
 
     @property
     def density_trained(self) -> bool:

@@ -16,7 +16,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,10 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from service.core.data import DATASETS
+from service.core.manifest import Manifest, ManifestError
 from service.core.model import ReadyModel, make_ready
-from service.core.network import Denoiser, DenoiserConfig
-from service.core.schedule import BETA_SCHEDULES, ScheduleConfig, make_schedule
+from service.core.network import Denoiser
+from service.core.schedule import ScheduleConfig, make_schedule
 
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
@@ -43,8 +43,6 @@ REQUIRED_KEYS = (
     "id",
 )
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-OBJECTIVES = ("plain", "density")
-PAPER_RECIPE = "paper"
 
 
 class CheckpointError(RuntimeError):
@@ -55,26 +53,16 @@ class CheckpointError(RuntimeError):
 class Checkpoint:
     name: str
     network: Denoiser  # on the CPU, eval mode
-    schedule: ScheduleConfig
-    manifest: dict[str, Any]
+    manifest: Manifest
     path: Path
+
+    @property
+    def schedule(self) -> ScheduleConfig:
+        return self.manifest.schedule
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def model_name(dataset: str, objective: str, recipe: str = PAPER_RECIPE) -> str:
-    """The naming rule: `moons-plain` for the paper's recipe, else `moons-plain-improved`."""
-    return f"{dataset}-{objective}" if recipe == PAPER_RECIPE else f"{dataset}-{objective}-{recipe}"
-
-
-def parse_model_name(name: str) -> tuple[str, str, str] | None:
-    """(dataset, objective, recipe) of a name made by `model_name`, else None."""
-    parts = name.split("-", 2)
-    if len(parts) < 2 or parts[0] not in DATASETS or parts[1] not in OBJECTIVES:
-        return None
-    return parts[0], parts[1], parts[2] if len(parts) == 3 else PAPER_RECIPE
 
 
 def manifest_id(manifest: dict[str, Any]) -> str:
@@ -103,13 +91,6 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _config_from(cls: type, values: Any, what: str, path: Path) -> Any:
-    names = {f.name for f in fields(cls)}
-    if not isinstance(values, dict) or set(values) - names:
-        raise CheckpointError(f"{path}: {what} config has unknown keys or is not an object")
-    return cls(**values)
 
 
 class CheckpointStore:
@@ -158,37 +139,27 @@ class CheckpointStore:
     def load(self, name: str) -> Checkpoint:
         """Verify and load one checkpoint; raises CheckpointError naming the file on any fault."""
         folder = self.path(name)
-        manifest = self.read_manifest(name)
-        mpath = folder / MANIFEST
-        if manifest["dataset"] not in DATASETS:
-            raise CheckpointError(f"{mpath}: unknown dataset {manifest['dataset']!r}")
-        objective = (
-            (manifest["training"] or {}).get("objective")
-            if isinstance(manifest["training"], dict)
-            else None
-        )
-        if objective not in OBJECTIVES:
-            raise CheckpointError(f"{mpath}: unknown objective {objective!r}, not in {OBJECTIVES}")
-        model_cfg = _config_from(DenoiserConfig, manifest["model"], "model", mpath)
-        schedule_cfg = _config_from(ScheduleConfig, manifest["schedule"], "schedule", mpath)
-        if schedule_cfg.kind not in BETA_SCHEDULES:
-            raise CheckpointError(f"{mpath}: unknown schedule kind {schedule_cfg.kind!r}")
+        raw = self.read_manifest(name)
+        try:
+            manifest = Manifest.parse(raw)
+        except ManifestError as e:
+            raise CheckpointError(f"{folder / MANIFEST}: {e}") from e
         wpath = folder / WEIGHTS
         try:
             data = wpath.read_bytes()
         except OSError as e:
             raise CheckpointError(f"{wpath}: cannot read ({e})") from e
         digest = sha256_bytes(data)
-        if digest != manifest["sha256"]:
+        if digest != manifest.sha256:
             raise CheckpointError(
                 f"{wpath}: sha256 {digest[:12]}... does not match the manifest's "
-                f"{str(manifest['sha256'])[:12]}... (corrupt, tampered or half-written)"
+                f"{str(manifest.sha256)[:12]}... (corrupt, tampered or half-written)"
             )
         try:
             tensors = load_safetensors(data)
         except Exception as e:  # safetensors raises its own error types
             raise CheckpointError(f"{wpath}: not a valid safetensors file ({e})") from e
-        network = Denoiser(model_cfg)
+        network = Denoiser(manifest.network)
         expected = {k: tuple(v.shape) for k, v in network.state_dict().items()}
         found = {k: tuple(v.shape) for k, v in tensors.items()}
         if expected != found:
@@ -197,12 +168,14 @@ class CheckpointStore:
         if not all(torch.isfinite(v).all() for v in tensors.values()):
             raise CheckpointError(f"{wpath}: weights hold non-finite values")
         network.load_state_dict(tensors, strict=True)
-        return Checkpoint(name, network.eval(), schedule_cfg, manifest, folder)
+        return Checkpoint(name, network.eval(), manifest, folder)
 
     def load_ready(self, name: str, device: torch.device | str = "cpu") -> ReadyModel:
         """`load`, then move to `device` with the schedule and time table ready to sample."""
         ckpt = self.load(name)
-        return make_ready(name, ckpt.network, make_schedule(ckpt.schedule), ckpt.manifest, device)
+        return make_ready(
+            name, ckpt.network, make_schedule(ckpt.schedule), ckpt.manifest.raw, device
+        )
 
     def save(
         self,

@@ -1,6 +1,6 @@
-"""Step-level (continuous) batching: one scheduler per model, no HTTP in sight.
+"""Step-level (continuous) batching: one batcher per model, no HTTP in sight.
 
-Every denoising step the scheduler picks rows from all unfinished requests, each row at its
+Every denoising step the batcher picks rows from all unfinished requests, each row at its
 own timestep, and runs them in one batch (`core.sampling.advance`). New requests join at the
 next step; finished rows leave at once. Rows move in chunks (<= CHUNK_ROWS rows of one
 request) because a chunk carries its own random stream and guidance state, which is why a
@@ -16,8 +16,8 @@ whole requests start together and run to the end before the next batch is formed
 `mode="off"` runs one request at a time, for the benchmark's "batching off".
 
 Admission is whole-server (`admission.Admission`): a request is taken only if it and the work
-already taken can all finish inside their deadlines; this scheduler reports each step's work to
-it. A retired scheduler (the model was reloaded or removed) takes no new requests, finishes the
+already taken can all finish inside their deadlines; this batcher reports each step's work to
+it. A retired batcher (the model was reloaded or removed) takes no new requests, finishes the
 ones in hand, and leaves the engine by itself once it has none.
 """
 
@@ -29,22 +29,20 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Protocol
 
 from service.core.model import ReadyModel
 from service.core.sampling import RowChunk, advance, collect, count_nonfinite, make_chunks
 from service.serving.admission import DEFAULT_COST, Admission, Cost
 from service.serving.job import (
+    BatcherStopped,
     Cancelled,
     DeadlineExceeded,
     Hooks,
     Job,
     QueueFull,
-    SchedulerStopped,
 )
-
-if TYPE_CHECKING:
-    from service.serving.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +89,27 @@ def select_chunks(jobs: list[Job], budget: int, per_job_cap: int) -> list[RowChu
     return chosen
 
 
-class ModelScheduler:
-    """One model's queue and batching policy. Passive: the Engine's thread calls `run_once`.
+class EngineLink(Protocol):
+    """What a batcher needs of the engine that runs it (service.serving.engine.Engine)."""
 
-    `submit`, `cancel` and `stop` are thread-safe.
+    def wake(self) -> None: ...
+    def detach(self, stepper: ModelBatcher) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatcherOptions:
+    mode: str = "step"  # "step", "request" or "off"; see the module docstring
+    max_rows_per_step: int = 4096
+    max_rows_per_request_step: int | None = None
+    max_queued_rows: int = 400_000  # rows accepted but not finished
+    batch_window_s: float = 0.005  # request mode's window after the oldest arrival
+
+
+class ModelBatcher:
+    """One model's queue and batching policy. Passive: the Engine's thread calls `run_once`
+    once the owner has attached it (`engine.attach`).
+
+    `submit`, `cancel`, `retire` and `close` are thread-safe.
     """
 
     _keys = itertools.count()
@@ -103,25 +118,23 @@ class ModelScheduler:
         self,
         model: ReadyModel,
         hooks: Hooks,
-        engine: Engine,
-        mode: str = "step",
-        max_rows_per_step: int = 4096,
-        max_rows_per_request_step: int | None = None,
-        max_queued_rows: int = 400_000,
-        batch_window_s: float = 0.005,
+        engine: EngineLink,
+        options: BatcherOptions = BatcherOptions(),
         admission: Admission | None = None,
         cost: Cost = DEFAULT_COST,
     ):
-        if mode not in ("step", "request", "off"):
-            raise ValueError(f"batching mode must be 'step', 'request' or 'off', got {mode!r}")
+        if options.mode not in ("step", "request", "off"):
+            raise ValueError(
+                f"batching mode must be 'step', 'request' or 'off', got {options.mode!r}"
+            )
         self.model = model
         self.hooks = hooks
         self.engine = engine
-        self.mode = mode
-        self.budget = max_rows_per_step
-        self.cap = max_rows_per_request_step or max_rows_per_step
-        self.max_queued_rows = max_queued_rows
-        self.batch_window_s = batch_window_s
+        self.mode = options.mode
+        self.budget = options.max_rows_per_step
+        self.cap = options.max_rows_per_request_step or options.max_rows_per_step
+        self.max_queued_rows = options.max_queued_rows
+        self.batch_window_s = options.batch_window_s
         self.admission = admission or Admission()
         self.cost = cost
         self.key = next(self._keys)
@@ -135,7 +148,10 @@ class ModelScheduler:
         self._left_engine = False
         self._row_steps_per_s = 0.0  # smoothed throughput, for Retry-After
         self._active_rows = 0
-        engine.attach(self)
+
+    @property
+    def name(self) -> str:
+        return self.model.name
 
     @property
     def queued_rows(self) -> int:
@@ -148,7 +164,7 @@ class ModelScheduler:
         return int(min(60, max(1, math.ceil(self._queued_rows * steps / rate / 2))))
 
     def submit(self, job: Job) -> None:
-        """Queue `job`, or raise SchedulerStopped, QueueFull, or admission's Overloaded/TooLong."""
+        """Queue `job`, or raise BatcherStopped, QueueFull, or admission's Overloaded/TooLong."""
         self._check_room(job)  # before the chunks' generators are made for nothing
         work = self.cost.request(
             job.n, job.plan.num_steps, job.plan.needs_gradient, min(self.cap, self.budget)
@@ -170,7 +186,7 @@ class ModelScheduler:
 
     def _check_room(self, job: Job) -> None:
         if self._stopping:
-            raise SchedulerStopped(f"model {self.model.name} is being unloaded")
+            raise BatcherStopped(f"model {self.model.name} is being unloaded")
         if self._queued_rows + job.n > self.max_queued_rows:
             raise QueueFull(self.retry_after())
 

@@ -1,10 +1,11 @@
 """The engine: the one thread of the server that runs torch.
 
-It loads and warms up models, and runs every model's scheduler, one denoising step each in
-turn. One thread, not one per model, because on the CPU each extra thread that runs torch
-keeps its own OpenMP pool, and the pools fight: measured here, a 1024 x 256 relu took 60 us
-from a second torch thread against 17 us from the first, and a whole 100-step request of 16
-rows 2-3x as long. The event loop does no tensor work; it hands calls to this thread.
+It loads and warms up models, and runs every attached model batcher (anything with the
+`Stepper` methods), one denoising step each in turn. One thread, not one per model, because on
+the CPU each extra thread that runs torch keeps its own OpenMP pool, and the pools fight:
+measured here, a 1024 x 256 relu took 60 us from a second torch thread against 17 us from the
+first, and a whole 100-step request of 16 rows 2-3x as long. The event loop does no tensor
+work; it hands calls to this thread.
 """
 
 from __future__ import annotations
@@ -15,18 +16,26 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Any
-
-from service.serving.batcher import ModelScheduler
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class Stepper(Protocol):
+    """What the engine runs: a model batcher (service.serving.batcher.ModelBatcher)."""
+
+    name: str
+
+    def run_once(self) -> float: ...  # one step at most; -> seconds until it wants to run again
+    def fail_all(self, error: Exception) -> None: ...
+    def close(self, error: Exception) -> None: ...
 
 
 class Engine:
     def __init__(self, torch_threads: int | None = None) -> None:
         self.torch_threads = torch_threads
         self._cv = threading.Condition()
-        self._schedulers: list[ModelScheduler] = []
+        self._steppers: list[Stepper] = []
         self._calls: deque[tuple[Callable[[], Any], concurrent.futures.Future]] = deque()
         self._woken = False
         self._stopping = False
@@ -43,22 +52,22 @@ class Engine:
         self._thread.join(timeout)
 
     def close_all(self, error: Exception) -> None:
-        """Shutdown: every scheduler, a retired one still draining too, answers what it holds
+        """Shutdown: every stepper, a retired one still draining too, answers what it holds
         with `error` and leaves."""
         with self._cv:
-            schedulers = list(self._schedulers)
-        for scheduler in schedulers:
-            scheduler.close(error)
+            steppers = list(self._steppers)
+        for stepper in steppers:
+            stepper.close(error)
 
-    def attach(self, scheduler: ModelScheduler) -> None:
+    def attach(self, stepper: Stepper) -> None:
         with self._cv:
-            self._schedulers.append(scheduler)
+            self._steppers.append(stepper)
             self._cv.notify_all()
 
-    def detach(self, scheduler: ModelScheduler) -> None:
+    def detach(self, stepper: Stepper) -> None:
         with self._cv:
-            if scheduler in self._schedulers:
-                self._schedulers.remove(scheduler)
+            if stepper in self._steppers:
+                self._steppers.remove(stepper)
 
     def wake(self) -> None:
         with self._cv:
@@ -88,7 +97,7 @@ class Engine:
                     return
                 calls = list(self._calls)
                 self._calls.clear()
-                schedulers = list(self._schedulers)
+                steppers = list(self._steppers)
             for fn, future in calls:
                 if future.set_running_or_notify_cancel():
                     try:
@@ -96,10 +105,10 @@ class Engine:
                     except BaseException as e:  # handed back to the caller
                         future.set_exception(e)
             wait = math.inf
-            for scheduler in schedulers:
+            for stepper in steppers:
                 try:
-                    wait = min(wait, scheduler.run_once())
+                    wait = min(wait, stepper.run_once())
                 except Exception as e:  # one model's failure fails its requests, not the loop
-                    log.exception("step failed for %s", scheduler.model.name)
-                    scheduler.fail_all(e)
+                    log.exception("step failed for %s", stepper.name)
+                    stepper.fail_all(e)
                     wait = 0.0

@@ -1,4 +1,4 @@
-"""A sampling request as the schedulers see it, the errors that end one, and its callback."""
+"""A sampling request as the batchers see it, the errors that end one, and its callback."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class DeadlineExceeded(Exception):
     pass
 
 
-class SchedulerStopped(Exception):
+class BatcherStopped(Exception):
     pass
 
 
@@ -43,7 +43,7 @@ class Job:
     n: int
     seed: int
     deadline: float  # time.monotonic()
-    on_done: Callable[[Job], None]  # called once, from the scheduler thread
+    on_done: Callable[[Job], None]  # called once, from the engine thread
     chunks: list[RowChunk] = field(default_factory=list)
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None

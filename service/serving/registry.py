@@ -1,9 +1,9 @@
-"""The models the service holds: loaded and verified from the store, warmed up, one scheduler each.
+"""The models the service holds: loaded and verified from the store, warmed up, one batcher each.
 
 A checkpoint that fails to load makes only its own model unavailable, with the reason kept for
 the 503 that names it; a request that resolves to it (by name, or as its dataset's default) is
 refused, never quietly served by another model. `build_registry` verifies every checkpoint
-again and reuses the running scheduler of any model whose id (weights and configs) did not
+again and reuses the running batcher of any model whose id (weights and configs) did not
 change, so a reload notices any change and disturbs nothing that stays.
 """
 
@@ -12,25 +12,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from service.api.metrics import Metrics
-from service.api.settings import Settings
+from service.core.manifest import OBJECTIVES, ModelKind
 from service.core.model import ReadyModel, make_ready
 from service.core.sampling import advance, make_chunks, make_plan
 from service.core.schedule import make_schedule
-from service.core.store import (
-    OBJECTIVES,
-    PAPER_RECIPE,
-    CheckpointError,
-    CheckpointStore,
-    parse_model_name,
-)
+from service.core.store import CheckpointError, CheckpointStore
 from service.serving.admission import DEFAULT_COST, Admission, Cost
-from service.serving.batcher import ModelScheduler
+from service.serving.batcher import BatcherOptions, ModelBatcher
 from service.serving.engine import Engine
+from service.serving.job import Hooks
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ServedModel:
     model: ReadyModel
-    scheduler: ModelScheduler
+    batcher: ModelBatcher
 
     @property
     def name(self) -> str:
@@ -57,14 +52,11 @@ class UnknownModel(ValueError):
 class Registry:
     models: dict[str, ServedModel] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)  # model name -> reason
-    # model name -> (dataset, objective, recipe) of the failed ones, where known
-    failed_kinds: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # model name -> what each failed one was meant to be, where its name says
+    failed_kinds: dict[str, ModelKind] = field(default_factory=dict)
 
-    def _kinds(self) -> dict[str, tuple[str, str, str]]:
-        loaded = {
-            n: (s.model.dataset, s.model.objective, _recipe(s.model))
-            for n, s in self.models.items()
-        }
+    def _kinds(self) -> dict[str, ModelKind]:
+        loaded = {n: s.model.kind for n, s in self.models.items()}
         return {**self.failed_kinds, **loaded}
 
     def defaults(self, dataset: str) -> dict[str, str]:
@@ -75,17 +67,17 @@ class Registry:
         """
         kinds = self._kinds()  # once: resolve() calls this on every request
         chosen: dict[str, str] = {}
-        for name, (d, objective, recipe) in sorted(kinds.items()):
-            if d != dataset:
+        for name, kind in sorted(kinds.items()):
+            if kind.dataset != dataset:
                 continue
-            current = chosen.get(objective)
-            if current is None or _preference(recipe) > _preference(kinds[current][2]):
-                chosen[objective] = name
+            current = chosen.get(kind.objective)
+            if current is None or kind.preference > kinds[current].preference:
+                chosen[kind.objective] = name
         return chosen
 
     def recipe(self, name: str) -> str:
         """The recipe of a model, loaded or failed."""
-        return self._kinds()[name][2]
+        return self._kinds()[name].recipe
 
     def datasets(self) -> list[str]:
         return sorted({s.model.dataset for s in self.models.values()})
@@ -137,19 +129,11 @@ class Registry:
     def retire(self, names: set[str]) -> None:
         """Stop these models taking requests; each finishes what it holds, then leaves."""
         for name in names:
-            self.models[name].scheduler.retire()
-
-
-def _recipe(model: ReadyModel) -> str:
-    return model.manifest.get("recipe", PAPER_RECIPE)
-
-
-def _preference(recipe: str) -> int:
-    return 0 if recipe == PAPER_RECIPE else 1
+            self.models[name].batcher.retire()
 
 
 def warm_up(model: ReadyModel) -> None:
-    """Two steps of the schedulers' own path (`advance`), guided and baseline rows in one batch
+    """Two steps of the batchers' own path (`advance`), guided and baseline rows in one batch
     where the model has a density head, so the first request pays no first-call costs."""
     variants = ("baseline", "fixed") if model.density_trained else ("baseline",)
     chunks = [
@@ -185,28 +169,32 @@ def measure_cost(model: ReadyModel, small: int = 16, large: int = 1024) -> Cost:
 
 
 def build_registry(
-    settings: Settings,
-    metrics: Metrics,
+    model_store: Path,
+    options: BatcherOptions,
+    hooks: Hooks,
     engine: Engine,
     device: torch.device,
     admission: Admission,
     previous: Registry | None = None,
+    warmup: bool = True,
 ) -> Registry:
-    """Load, verify and warm up every checkpoint; run it on the engine thread (engine.call)."""
-    store = CheckpointStore(settings.model_store)
+    """Load, verify and warm up every checkpoint and attach a batcher for each to the engine.
+
+    Run it on the engine thread (engine.call): warm-up and cost measurement run torch."""
+    store = CheckpointStore(model_store)
     registry = Registry()
     for name in store.names():
         try:
             ckpt = store.load(name)  # verified in full every time: a reload sees any change
             old = previous.models.get(name) if previous else None
-            if old is not None and old.model.id == ckpt.manifest["id"]:
+            if old is not None and old.model.id == ckpt.manifest.id:
                 registry.models[name] = old
                 continue
             model = make_ready(
-                name, ckpt.network, make_schedule(ckpt.schedule), ckpt.manifest, device
+                name, ckpt.network, make_schedule(ckpt.schedule), ckpt.manifest.raw, device
             )
             cost = DEFAULT_COST
-            if settings.warmup:
+            if warmup:
                 warm_up(model)
                 cost = measure_cost(model)
         except (CheckpointError, ValueError, RuntimeError) as e:
@@ -214,28 +202,14 @@ def build_registry(
             registry.failures[name] = str(e)
             # what a broken checkpoint was meant to be comes from its name alone (its manifest
             # is what failed); it keeps its place as its dataset's default
-            kind = parse_model_name(name)
+            kind = ModelKind.from_name(name)
             if kind is not None:
                 registry.failed_kinds[name] = kind
             continue
-        scheduler = ModelScheduler(
-            model,
-            metrics,
-            engine,
-            mode=settings.batching,
-            max_rows_per_step=settings.max_rows_per_step,
-            max_rows_per_request_step=settings.max_rows_per_request_step,
-            max_queued_rows=settings.max_queued_rows,
-            batch_window_s=settings.batch_window_ms / 1000,
-            admission=admission,
-            cost=cost,
-        )
-        registry.models[name] = ServedModel(model, scheduler)
+        batcher = ModelBatcher(model, hooks, engine, options, admission=admission, cost=cost)
+        engine.attach(batcher)
+        registry.models[name] = ServedModel(model, batcher)
         log.info("serving %s (%s) on %s; step cost %s", name, model.id[:12], device, cost)
-    metrics.set_models(
-        [(s.model.dataset, n, s.model.id, str(device)) for n, s in registry.models.items()],
-        queue_capacity=settings.max_queued_rows,
-    )
     return registry
 
 
@@ -247,7 +221,7 @@ def describe(served: ServedModel) -> dict[str, Any]:
         "name": m.name,
         "dataset": m.dataset,
         "objective": m.objective,
-        "recipe": _recipe(m),
+        "recipe": m.recipe,
         "device": str(m.device),
         "manifest": m.manifest,
     }

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from service.core.manifest import OBJECTIVES
 from service.core.network import DenoiserConfig
 from service.core.schedule import ScheduleConfig
-
-OBJECTIVES = ("plain", "density")
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,3 @@ def train_config(recipe: str, objective: str, **overrides: object) -> TrainConfi
     base = get_recipe(recipe).train
     given = {k: v for k, v in overrides.items() if v is not None}
     return replace(base, objective=objective, recipe=recipe, **given)
-
-
-def model_name(dataset: str, objective: str, recipe: str) -> str:
-    """`moons-plain` for the paper recipe, `moons-plain-improved` for another."""
-    return f"{dataset}-{objective}" if recipe == "paper" else f"{dataset}-{objective}-{recipe}"

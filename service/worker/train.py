@@ -26,12 +26,13 @@ from tqdm import tqdm
 
 from service.core.data import get_dataset
 from service.core.evaluation import evaluate
+from service.core.manifest import ModelKind
 from service.core.model import make_ready
 from service.core.network import Denoiser, split_output
 from service.core.schedule import Schedule, add_noise, make_schedule
 from service.core.store import CheckpointStore
 from service.worker.ema import EMA
-from service.worker.recipes import Recipe, TrainConfig, get_recipe, model_name
+from service.worker.recipes import Recipe, TrainConfig, get_recipe
 
 LOG_COLUMNS = ("step", "loss", "mse", "mean_log_p", "lr", "grad_norm")
 # mean log p_hat above this means the density head is running away (SPEC.md: ~7e5 at the end)
@@ -155,8 +156,9 @@ def train(
     train_seconds = time.perf_counter() - start
 
     final_eval_loss, eval_log_p = eval_loss(network, schedule, data, config)
-    name = name or model_name(dataset, config.objective, config.recipe)
-    ready = make_ready(name, ema.model, schedule, {"dataset": dataset, "training": asdict(config)})
+    name = name or ModelKind(dataset, config.objective, config.recipe).name
+    partial = {"dataset": dataset, "training": asdict(config), "recipe": config.recipe}
+    ready = make_ready(name, ema.model, schedule, partial)
     kl = evaluate(ready, "baseline", n=config.kl_samples, seed=config.seed)
     tail = rows[-100:]
     extra = {

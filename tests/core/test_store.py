@@ -18,16 +18,16 @@ def store(tmp_path, tiny_store):
 def test_list_and_roundtrip(store):
     assert store.names() == ["moons-density", "moons-plain"]
     ckpt = store.load("moons-plain")
-    assert ckpt.manifest["dataset"] == "moons" and len(ckpt.manifest["sha256"]) == 64
+    assert ckpt.manifest.raw["dataset"] == "moons" and len(ckpt.manifest.raw["sha256"]) == 64
     again = CheckpointStore(store.root).save(
-        "copy", ckpt.network, ckpt.schedule, "moons", ckpt.manifest["training"]
+        "copy", ckpt.network, ckpt.schedule, "moons", ckpt.manifest.raw["training"]
     )
     reloaded = store.load("copy")
     for (k, a), (_, b) in zip(
         ckpt.network.state_dict().items(), reloaded.network.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), k
-    assert again["sha256"] == reloaded.manifest["sha256"]
+    assert again["sha256"] == reloaded.manifest.sha256
     assert not list(store.root.rglob("*.tmp"))  # no temporary files left behind
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from service.cli import main
+from service.core.manifest import ModelKind
 from service.worker.ema import ema_decay
-from service.worker.recipes import TrainConfig, model_name, train_config
+from service.worker.recipes import TrainConfig, train_config
 from service.worker.train import LOG_COLUMNS, lr_factor
 
 
@@ -67,8 +68,8 @@ def test_lr_is_cosine_to_zero_with_optional_warmup():
 
 
 def test_names_and_config_validation():
-    assert model_name("moons", "plain", "paper") == "moons-plain"
-    assert model_name("moons", "plain", "improved") == "moons-plain-improved"
+    assert ModelKind("moons", "plain", "paper").name == "moons-plain"
+    assert ModelKind("moons", "plain", "improved").name == "moons-plain-improved"
     with pytest.raises(ValueError, match="unknown objective"):
         train_config("paper", "contrastive")
     with pytest.raises(ValueError, match="unknown recipe"):

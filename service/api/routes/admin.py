@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 from fastapi import APIRouter, Depends, Request
@@ -10,8 +9,7 @@ from fastapi.security import HTTPBearer
 
 from service.api.errors import ApiError
 from service.api.schemas import ReloadResponse, error_responses
-from service.api.state import StateDep
-from service.serving.registry import build_registry
+from service.api.state import StateDep, load_registry
 
 router = APIRouter(tags=["operations"])
 
@@ -42,13 +40,7 @@ async def reload(request: Request, state: StateDep) -> dict:
     _authorize(request, state)
     async with state.reload_lock:
         old = state.registry
-        new = await asyncio.wrap_future(
-            state.engine.call(
-                lambda: build_registry(
-                    state.settings, state.metrics, state.engine, state.device, state.admission, old
-                )
-            )
-        )
+        new = await load_registry(state, old)
         state.registry = new
         state.ready = True
         retired = {n for n, s in old.models.items() if new.models.get(n) is not s}
@@ -57,6 +49,6 @@ async def reload(request: Request, state: StateDep) -> dict:
         "models": sorted(new.models),
         "loaded": sorted(n for n in new.models if n not in old.models or n in retired),
         "retired": sorted(retired),
-        "draining": sorted(n for n in retired if old.models[n].scheduler.draining),
+        "draining": sorted(n for n in retired if old.models[n].batcher.draining),
         "unavailable": new.failures,
     }

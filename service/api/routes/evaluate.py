@@ -1,4 +1,4 @@
-"""POST /evaluate: sample through the shared scheduler, then score off the event loop."""
+"""POST /evaluate: sample through the shared batcher, then score off the event loop."""
 
 from __future__ import annotations
 

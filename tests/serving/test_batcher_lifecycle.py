@@ -1,4 +1,4 @@
-"""A scheduler's life on a real engine thread: retired, closed, and jobs that die before a step.
+"""A model batcher's life on a real engine thread: retired, closed, and jobs that die before a step.
 
 Every job gets exactly one answer, and the queue gauge never keeps rows that nobody runs.
 """
@@ -12,13 +12,13 @@ import pytest
 
 from service.core.sampling import make_plan
 from service.serving.admission import Cost
-from service.serving.batcher import ModelScheduler
+from service.serving.batcher import BatcherOptions, ModelBatcher
 from service.serving.engine import Engine
-from service.serving.job import DeadlineExceeded, Job, SchedulerStopped
+from service.serving.job import BatcherStopped, DeadlineExceeded, Job
 
 
 class Recorder:
-    """Hooks that keep what the scheduler reports (a real Hooks implementation, no mock)."""
+    """Hooks that keep what the batcher reports (a real Hooks implementation, no mock)."""
 
     def __init__(self) -> None:
         self.load: list[tuple[int, int]] = []
@@ -30,6 +30,14 @@ class Recorder:
         self.load.append((queued_rows, active_rows))
 
 
+SMALL = BatcherOptions(max_rows_per_step=256)
+
+
+def attached(engine, batcher):
+    engine.attach(batcher)
+    return batcher
+
+
 @pytest.fixture
 def engine():
     e = Engine().start()
@@ -37,49 +45,49 @@ def engine():
     e.stop()
 
 
-def submit(scheduler, model, n, variant="baseline", deadline_s=60.0):
+def submit(batcher, model, n, variant="baseline", deadline_s=60.0):
     done = threading.Event()
     job = Job(make_plan(model, variant), n, 0, time.monotonic() + deadline_s, lambda _: done.set())
-    scheduler.submit(job)
+    batcher.submit(job)
     return job, done
 
 
-def test_a_retired_scheduler_finishes_its_jobs_then_leaves_the_engine(engine, plain_model):
-    """Issue 10: a reload detached the old scheduler after 30 s with a request unfinished,
+def test_a_retired_batcher_finishes_its_jobs_then_leaves_the_engine(engine, plain_model):
+    """Issue 10: a reload detached the old batcher after 30 s with a request unfinished,
     and that request never got an answer."""
     hooks = Recorder()
-    scheduler = ModelScheduler(plain_model, hooks, engine, max_rows_per_step=256)
-    job, done = submit(scheduler, plain_model, 4096)
+    batcher = attached(engine, ModelBatcher(plain_model, hooks, engine, SMALL))
+    job, done = submit(batcher, plain_model, 4096)
     while not job.started:
         time.sleep(0.005)
     started = time.monotonic()
-    scheduler.retire()
+    batcher.retire()
     assert time.monotonic() - started < 0.5  # retiring never waits for the work
-    with pytest.raises(SchedulerStopped):
-        submit(scheduler, plain_model, 16)
+    with pytest.raises(BatcherStopped):
+        submit(batcher, plain_model, 16)
     assert done.wait(60), "the in-flight job was never answered"
     assert job.error is None and job.samples.shape == (4096, 2)
-    assert scheduler.wait_drained(5)
-    assert scheduler not in engine._schedulers
+    assert batcher.wait_drained(5)
+    assert batcher not in engine._steppers
     assert hooks.load[-1] == (0, 0)
 
 
 def test_close_answers_every_held_job(engine, plain_model):
-    scheduler = ModelScheduler(plain_model, Recorder(), engine, max_rows_per_step=256)
-    job, done = submit(scheduler, plain_model, 50_000)
-    scheduler.close(SchedulerStopped("shutting down"))
+    batcher = attached(engine, ModelBatcher(plain_model, Recorder(), engine, SMALL))
+    job, done = submit(batcher, plain_model, 50_000)
+    batcher.close(BatcherStopped("shutting down"))
     assert done.wait(5)
-    assert isinstance(job.error, SchedulerStopped)
-    assert scheduler not in engine._schedulers
+    assert isinstance(job.error, BatcherStopped)
+    assert batcher not in engine._steppers
 
 
 def test_a_job_dead_before_its_first_step_leaves_the_queue_gauge_at_once(engine, plain_model):
     """Issue 10: the gauge kept a dead job's rows until the next request for that model."""
     hooks = Recorder()
     free = Cost(baseline=1e-12, guided=1e-12, step=0.0)  # admission must let it in
-    scheduler = ModelScheduler(plain_model, hooks, engine, max_rows_per_step=256, cost=free)
+    batcher = attached(engine, ModelBatcher(plain_model, hooks, engine, SMALL, cost=free))
     busy = engine.call(lambda: time.sleep(0.3))  # the engine is busy: no step can start it
-    job, done = submit(scheduler, plain_model, 2048, deadline_s=0.05)
+    job, done = submit(batcher, plain_model, 2048, deadline_s=0.05)
     assert hooks.load[-1][0] == 2048
     busy.result(5)
     assert done.wait(10) and isinstance(job.error, DeadlineExceeded)
