@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -188,8 +189,27 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_serve)
 
 
+# Packages of the optional `experiments` extra (pyproject.toml), absent from a served image.
+EXPERIMENT_PACKAGES = ("matplotlib", "aiohttp", "httpx")
+
+
+def _experiments(module: str, command: str) -> Any:
+    """Import an experiments module, or say which extra to install when a package is missing."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").split(".")[0]
+        if missing not in EXPERIMENT_PACKAGES:
+            raise
+        raise RuntimeError(
+            f"`dgs {command}` needs {missing}, from the optional 'experiments' extra: "
+            "pip install 'density-guidance-service[experiments]' (from a checkout: "
+            "pip install '.[experiments]', or make install)"
+        ) from e
+
+
 def _reproduce(args: argparse.Namespace) -> int:
-    from service.experiments.reproduce import reproduce
+    reproduce = _experiments("service.experiments.reproduce", "reproduce").reproduce
 
     cells = reproduce(
         out=args.out,
@@ -220,7 +240,8 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from service.experiments.bench import SECTIONS, bench
+    module = _experiments("service.experiments.bench", "bench")
+    SECTIONS, bench = module.SECTIONS, module.bench  # noqa: N806
 
     sections = tuple(args.sections) if args.sections else SECTIONS
     bench(

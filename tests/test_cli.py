@@ -177,3 +177,19 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path):
     )
     assert done.returncode == 2 and done.stdout == ""
     assert_one_line_error(done.returncode, done.stderr, "argument --scale", "'nan'")
+
+
+@pytest.mark.parametrize(
+    ("command", "package"),
+    [("bench", "aiohttp"), ("bench", "httpx"), ("reproduce", "matplotlib")],
+)
+def test_experiments_without_their_extra_name_it(capsys, monkeypatch, tmp_path, command, package):
+    """Issue 11: the served image has no experiment packages; `dgs bench` then raised an
+    ImportError traceback for httpx instead of saying what to install."""
+    for name in [m for m in sys.modules if m.startswith(("service.experiments", package))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, package, None)  # what importing an absent package does
+    assert main([command, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dgs {command}: error:") and "\n" not in err
+    assert package in err and "[experiments]" in err

@@ -20,6 +20,7 @@ from service.core.evaluation import Evaluation, evaluate, score
 from service.core.model import ReadyModel
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
+from service.experiments import figures as fig
 from service.experiments.machine import describe
 from service.experiments.paper import BASELINE_KL, GRID, paper_cell
 
@@ -158,8 +159,6 @@ def reproduce(
     (out / "machine.txt").write_text(describe() + "\n")
     improved = compare_recipes(ckpts, datasets, cells, samples, n, seed, out)
     if figures:
-        from service.experiments import figures as fig
-
         if improved:
             fig.recipe_samples(samples, improved, datasets, out / "recipes.png")
         fig.samples_grid(samples, datasets, out / "samples.png")
