@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from service.core.data import DATASETS
 from service.core.device import DEVICE_CHOICES
 from service.core.guidance import SCALE_RANGE, VARIANTS
+from service.core.samplers import SAMPLERS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -141,13 +142,18 @@ def _sample(args: argparse.Namespace) -> int:
         held = ", ".join(names) or "no models"
         raise ValueError(f"no model {args.model!r} in {args.model_store} (it holds {held})")
     model = store.load_ready(args.model, pick_device(args.device))
-    result = sample(model, args.variant, args.scale, args.n, args.seed, args.steps)
+    result = sample(
+        model, args.variant, args.scale, args.n, args.seed, args.steps, args.sampler, args.eta
+    )
     _print_json(
         {
             "model": model.name,
             "sha256": model.sha256,
             "variant": result.variant,
             "scale": result.scale,
+            "sampler": result.sampler,
+            "steps": result.steps,
+            "evaluations": result.evaluations,
             "n": args.n,
             "seed": result.seed,
             "nonfinite": result.nonfinite,
@@ -298,14 +304,64 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=_positive, default=1000)
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--steps", type=_positive, default=None, help="default: the model's T")
+    p.add_argument("--sampler", default="ddpm", choices=sorted(SAMPLERS))
+    p.add_argument("--eta", type=float, default=None, help="ddim only: in [0, 1] (default 0)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_sample)
+
+
+def _loglik(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from service.core.data import get_dataset
+    from service.core.device import pick_device
+    from service.core.likelihood import bits_per_dim, model_log_likelihood
+    from service.core.store import CheckpointStore
+
+    store = CheckpointStore(args.model_store)
+    if args.model not in (names := store.names()):
+        held = ", ".join(names) or "no models"
+        raise ValueError(f"no model {args.model!r} in {args.model_store} (it holds {held})")
+    model = store.load_ready(args.model, pick_device(args.device))
+    points = np.load(args.points) if args.points else get_dataset(model.dataset, args.n, args.seed)
+    if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
+        raise ValueError(f"{args.points}: need a finite (N, 2) array, got shape {points.shape}")
+    result = model_log_likelihood(model, points, rtol=args.tol, atol=args.tol)
+    finite = result.log_density[result.finite]
+    _print_json(
+        {
+            "model": model.name,
+            "id": model.id,
+            "n": len(points),
+            "finite": int(result.finite.sum()),
+            "mean_log_density": float(finite.mean()) if len(finite) else None,
+            "bits_per_dim": float(bits_per_dim(finite)) if len(finite) else None,
+            "evaluations": result.nfev,
+            "seconds": round(result.seconds, 3),
+        }
+    )
+    return 0
+
+
+def _add_loglik(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "loglik", help="exact log-likelihood of held-out data (or given points) under a model"
+    )
+    p.add_argument("--model", required=True, type=_model_name, help="model id, e.g. moons-plain")
+    p.add_argument("--model-store", type=_existing_folder, default="model_store")
+    p.add_argument("--n", type=_positive, default=1000, help="held-out data points")
+    p.add_argument("--seed", type=_seed, default=1_000_003, help="held-out data's seed")
+    p.add_argument("--points", default=None, help="a .npy (N, 2) array instead of data")
+    p.add_argument("--tol", type=float, default=1e-5, help="solver rtol and atol")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(func=_loglik)
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_serve,
     _add_sample,
+    _add_loglik,
     _add_reproduce,
     _add_bench,
 ]

@@ -15,7 +15,7 @@ from service.api.body_guard import BodyLimitMiddleware
 from service.api.errors import ApiError, api_error_handler, validation_handler
 from service.api.metrics import Metrics
 from service.api.openapi_limits import served_openapi
-from service.api.routes import admin, catalog, evaluate, health, sample
+from service.api.routes import admin, catalog, evaluate, health, loglik, sample
 from service.api.schemas import EvaluateRequest, SampleRequest
 from service.api.settings import Settings
 from service.api.state import AppState, load_registry
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with contextlib.suppress(asyncio.CancelledError):
             await loading
         # uvicorn has waited for open requests; any still held are told, not left hanging
+        state.loglik_pool.shutdown(wait=False, cancel_futures=True)
         state.engine.stop()  # first: no step may run while the batchers answer their jobs
         state.engine.close_all(BatcherStopped("the server is shutting down"))
 
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         validation_handler({"/sample": SampleRequest, "/evaluate": EvaluateRequest}),
     )
     app.add_exception_handler(ApiError, api_error_handler)
-    for router in (sample.router, evaluate.router, catalog.router, health.router, admin.router):
+    routers = (sample, evaluate, loglik, catalog, health, admin)
+    for router in (r.router for r in routers):
         app.include_router(router)
     app.openapi = served_openapi(app, settings)
     # the last added runs first: a refused body (413) is still timed

@@ -1,6 +1,7 @@
 """Every Prometheus metric of the service, with fixed names that dashboards and alerts rely on.
 
-Label values come only from closed sets: datasets, variants, endpoints, HTTP status codes.
+Label values come only from closed sets: datasets, variants, samplers, endpoints, HTTP status
+codes.
 The batcher and the routes report through these methods; hooks never raise into requests.
 """
 
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.core.data import DATASETS
 from service.core.guidance import VARIANTS
+from service.core.samplers import SAMPLERS
 
 # Milliseconds to tens of seconds.
 LATENCY_BUCKETS = (
@@ -31,7 +33,18 @@ LATENCY_BUCKETS = (
     120.0,
 )
 ROW_BUCKETS = (1, 16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
-ENDPOINTS = ("sample", "evaluate", "variants", "models", "healthz", "readyz", "metrics", "reload")
+ENDPOINTS = (
+    "sample",
+    "evaluate",
+    "loglik",
+    "variants",
+    "samplers",
+    "models",
+    "healthz",
+    "readyz",
+    "metrics",
+    "reload",
+)
 NONE = "none"  # the label for a request that never named a valid dataset or variant
 
 
@@ -43,13 +56,17 @@ def label_variant(value: object) -> str:
     return value if isinstance(value, str) and value in VARIANTS else NONE
 
 
+def label_sampler(value: object) -> str:
+    return value if isinstance(value, str) and value in SAMPLERS else NONE
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.request_duration = Histogram(
             "sampler_request_duration_seconds",
             "Request latency, end to end in the server.",
-            ["endpoint", "dataset", "variant", "status"],
+            ["endpoint", "dataset", "variant", "sampler", "status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -63,7 +80,7 @@ class Metrics:
         self.compute = Histogram(
             "sampler_compute_seconds",
             "Time from a request's first step to its last.",
-            ["dataset", "variant"],
+            ["dataset", "variant", "sampler"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -105,24 +122,34 @@ class Metrics:
             "sampler_requests_total", "Requests answered.", ["endpoint", "status"], registry=r
         )
         self.samples = Counter(
-            "sampler_samples_total", "Samples returned.", ["dataset", "variant"], registry=r
+            "sampler_samples_total",
+            "Samples returned.",
+            ["dataset", "variant", "sampler"],
+            registry=r,
         )
         self.nonfinite = Counter(
             "sampler_nonfinite_samples_total",
             "Returned samples with a non-finite coordinate.",
-            ["dataset", "variant"],
+            ["dataset", "variant", "sampler"],
             registry=r,
         )
         self.kl = Gauge(
             "sampler_kl_divergence_bits",
             "KL(data || samples) of the latest /evaluate, bits.",
-            ["dataset", "variant"],
+            ["dataset", "variant", "sampler"],
             registry=r,
         )
         self.seconds_per_sample = Gauge(
             "sampler_seconds_per_sample",
             "Sampling seconds per sample of the latest /evaluate.",
-            ["dataset", "variant"],
+            ["dataset", "variant", "sampler"],
+            registry=r,
+        )
+        self.nll = Gauge(
+            "sampler_nll_bits_per_dim",
+            "Held-out negative log-likelihood of the default plain model (probability-flow "
+            "ODE), bits per dimension, from the latest /evaluate or /loglik of held-out data.",
+            ["dataset"],
             registry=r,
         )
         self.model_info = Gauge(
@@ -153,22 +180,36 @@ class Metrics:
     # -- hooks for the routes -------------------------------------------------------------
 
     def on_request(
-        self, endpoint: str, dataset: str, variant: str, status: int, seconds: float
+        self, endpoint: str, dataset: str, variant: str, sampler: str, status: int, seconds: float
     ) -> None:
-        self.request_duration.labels(endpoint, dataset, variant, str(status)).observe(seconds)
+        self.request_duration.labels(endpoint, dataset, variant, sampler, str(status)).observe(
+            seconds
+        )
         self.requests.labels(endpoint, str(status)).inc()
 
     def on_sampled(
-        self, dataset: str, variant: str, n: int, nonfinite: int, queue_s: float, compute_s: float
+        self,
+        dataset: str,
+        variant: str,
+        sampler: str,
+        n: int,
+        nonfinite: int,
+        queue_s: float,
+        compute_s: float,
     ) -> None:
-        self.samples.labels(dataset, variant).inc(n)
-        self.nonfinite.labels(dataset, variant).inc(nonfinite)
+        self.samples.labels(dataset, variant, sampler).inc(n)
+        self.nonfinite.labels(dataset, variant, sampler).inc(nonfinite)
         self.queue_wait.labels(dataset).observe(queue_s)
-        self.compute.labels(dataset, variant).observe(compute_s)
+        self.compute.labels(dataset, variant, sampler).observe(compute_s)
 
-    def on_evaluated(self, dataset: str, variant: str, kl_bits: float, per_sample: float) -> None:
-        self.kl.labels(dataset, variant).set(kl_bits)
-        self.seconds_per_sample.labels(dataset, variant).set(per_sample)
+    def on_evaluated(
+        self, dataset: str, variant: str, sampler: str, kl_bits: float, per_sample: float
+    ) -> None:
+        self.kl.labels(dataset, variant, sampler).set(kl_bits)
+        self.seconds_per_sample.labels(dataset, variant, sampler).set(per_sample)
+
+    def on_nll(self, dataset: str, bits_per_dim: float) -> None:
+        self.nll.labels(dataset).set(bits_per_dim)
 
     def set_models(self, models: list[tuple[str, str, str, str]], queue_capacity: int) -> None:
         """(dataset, name, id, device) of every loaded model; replaces the previous set."""

@@ -6,7 +6,7 @@ JSON integer). openapi_limits.py narrows these hard ceilings to the running serv
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,10 +19,12 @@ from service.api.settings import (
 )
 from service.core.data import DATASETS
 from service.core.guidance import VARIANTS
+from service.core.samplers import ETA_RANGE, SAMPLERS
 from service.core.store import NAME_PATTERN
 
 DatasetName = Literal[tuple(sorted(DATASETS))]  # type: ignore[valid-type]
 VariantName = Literal[tuple(sorted(VARIANTS))]  # type: ignore[valid-type]
+SamplerName = Literal[tuple(sorted(SAMPLERS))]  # type: ignore[valid-type]
 SEED_MAX = 2**63 - 1
 MODEL_FIELD = Field(
     None,
@@ -53,7 +55,16 @@ class _Request(BaseModel):
         None,
         ge=1,
         le=STEPS_CEILING,
-        description="Reverse steps (respaced DDPM); at most the model's T. Default: T.",
+        description="Reverse steps on the respaced schedule; at most the model's T. "
+        "Default: T. Network evaluations: see /samplers.",
+    )
+    sampler: SamplerName = Field("ddpm", description="The reverse-process solver (/samplers).")
+    eta: float | None = Field(
+        None,
+        ge=ETA_RANGE[0],
+        le=ETA_RANGE[1],
+        allow_inf_nan=False,
+        description="ddim only: 0 deterministic (default), 1 DDPM-like noise.",
     )
     model: str | None = MODEL_FIELD
     deadline_s: float | None = Field(
@@ -74,6 +85,7 @@ class SampleRequest(_Request):
             "examples": [
                 {"dataset": "moons", "variant": "baseline", "n": 1000, "seed": 0},
                 {"dataset": "dino", "variant": "smoothed", "scale": 0.01, "n": 256},
+                {"dataset": "moons", "sampler": "dpmpp_2m", "steps": 20, "n": 1000, "seed": 0},
             ]
         },
     )
@@ -105,6 +117,8 @@ class SampleResponse(BaseModel):
     scale: float
     seed: int
     steps: int
+    sampler: str
+    evaluations: int = Field(description="Network evaluations per sample (NFE).")
     model: str = Field(description="The model's id: the sha256 of its weights.")
     model_name: str
     nonfinite: int
@@ -133,6 +147,11 @@ class SampleResponse(BaseModel):
 
 class EvaluateResponse(BaseModel):
     kl_bits: float | None = Field(description="KL(data || samples), bits; null if too few finite")
+    nll_bits: float | None = Field(
+        None,
+        description="The model's negative log-likelihood of held-out data (probability-flow "
+        "ODE), bits per dimension; computed once per model, then cached.",
+    )
     nonfinite_fraction: float
     nonfinite: int
     sampling_seconds: float = Field(description="First denoising step to last, whole batch.")
@@ -144,6 +163,8 @@ class EvaluateResponse(BaseModel):
     scale: float
     seed: int
     steps: int
+    sampler: str
+    evaluations: int = Field(description="Network evaluations per sample (NFE).")
     model: str
     model_name: str
     timing: Timing
@@ -159,8 +180,32 @@ class VariantInfo(BaseModel):
     gamma_schedule: list[float] = Field(description="gamma_t at the default scale, t = T-1 .. 0.")
 
 
+class SamplerParamInfo(BaseModel):
+    default: float
+    minimum: float
+    maximum: float
+    description: str
+
+
+class SamplerInfo(BaseModel):
+    name: str
+    description: str
+    evaluations_per_step: str = Field(description="Network evaluations a step takes.")
+    evaluations_for_steps: dict[str, int] = Field(
+        description="NFE at a few step counts: steps -> network evaluations."
+    )
+    stochastic: bool = Field(description="Whether it draws fresh noise at each evaluation.")
+    parameters: dict[str, SamplerParamInfo]
+
+
+class SamplersResponse(BaseModel):
+    samplers: list[SamplerInfo]
+    default: str
+
+
 class VariantsResponse(BaseModel):
     variants: list[VariantInfo]
+    samplers: list[str] = Field(description="Sampler names; details at /samplers.")
     datasets: list[str] = Field(description="Datasets with at least one loaded model.")
     defaults: dict[str, dict[str, str]] = Field(description="dataset -> objective -> model.")
     recipes: dict[str, dict[str, str]] = Field(description="dataset -> objective -> recipe.")
@@ -212,3 +257,58 @@ ERRORS = {
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for these error statuses, all in the one error shape."""
     return {code: {"model": ErrorResponse, "description": ERRORS[code]} for code in codes}
+
+
+LOGLIK_MAX_POINTS = 2000  # the ODE runs on the engine thread: this bounds its pause (~seconds)
+POINT_LIMIT = 100.0  # |coordinate| bound; the datasets lie within 5
+HELDOUT_SEED = 1_000_003  # held-out data: a seed no training run uses (they use 0..)
+
+
+Coordinate = Annotated[float, Field(ge=-POINT_LIMIT, le=POINT_LIMIT, allow_inf_nan=False)]
+Point = Annotated[list[Coordinate], Field(min_length=2, max_length=2)]
+
+
+class LoglikRequest(BaseModel):
+    """Exact log-density of points under a model's probability-flow ODE (2D: exact divergence).
+
+    Give `points`, or `n` fresh held-out points from the dataset's generator (with `seed`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {"dataset": "moons", "n": 500},
+                {"dataset": "moons", "model": "moons-plain", "points": [[0.0, 0.5], [8.0, 8.0]]},
+            ]
+        },
+    )
+    dataset: DatasetName
+    model: str | None = MODEL_FIELD
+    points: list[Point] | None = Field(
+        None,
+        min_length=1,
+        max_length=LOGLIK_MAX_POINTS,
+        description=f"[[x, y], ...], each |coordinate| <= {POINT_LIMIT:g}.",
+    )
+    n: int | None = Field(
+        None, ge=1, le=LOGLIK_MAX_POINTS, description="Held-out data points (without points)."
+    )
+    seed: int = Field(HELDOUT_SEED, ge=0, le=SEED_MAX, description="Seed of the held-out data.")
+
+
+class LoglikResponse(BaseModel):
+    log_density: list[float | None] = Field(
+        description="log p(x) per point, nats; null where the integration was not finite."
+    )
+    finite: list[bool]
+    mean_log_density: float | None = Field(description="Over the finite points, nats.")
+    bits_per_dim: float | None = Field(description="-mean log p / (2 ln 2).")
+    n: int
+    dataset: str
+    model: str = Field(description="The model's id.")
+    model_name: str
+    rtol: float
+    atol: float
+    evaluations: int = Field(description="Network evaluations of the adaptive ODE solver.")
+    seconds: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import time
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -30,6 +31,13 @@ class AppState:
     started_at: float = field(default_factory=time.time)
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     admission: Admission = field(default_factory=Admission)
+    nll_cache: dict[str, asyncio.Future] = field(default_factory=dict)  # model id -> bits/dim
+    loglik_pool: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="loglik", initializer=torch.set_num_threads, initargs=(1,)
+        )
+    )
+    loglik_pending: int = 0
 
     def __post_init__(self) -> None:
         self.admission.enabled = self.settings.admission == "deadline"

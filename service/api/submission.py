@@ -84,6 +84,7 @@ async def run_job(
 ) -> Finished:
     arrived = time.perf_counter()
     request.state.dataset, request.state.variant = body.dataset, body.variant
+    request.state.sampler = body.sampler
     deadline_s = _check_limits(state, body, n, max_n)
     seed = body.seed if body.seed is not None else secrets.randbelow(SEED_MAX)
     for attempt in range(2):  # a reload may retire the batcher between resolve and submit
@@ -92,9 +93,13 @@ async def run_job(
         if body.steps is not None and body.steps > T:
             raise field_error("steps", f"steps must be at most {T} for this model", f"1..{T}")
         try:
-            plan = make_plan(served.model, body.variant, body.scale, body.steps)
+            plan = make_plan(
+                served.model, body.variant, body.scale, body.steps, body.sampler, body.eta
+            )
         except GuidanceUnavailable as e:
             raise field_error("model", str(e), "a model trained with the density objective") from e
+        except ValueError as e:  # a sampler parameter the chosen sampler does not take
+            raise field_error("eta", str(e), "only with sampler ddim") from e
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         job = Job(plan, n, seed, time.monotonic() + deadline_s, future_callback(loop, future))
@@ -141,5 +146,5 @@ async def run_job(
             # nobody awaits it now: cancelled, the batcher's late answer is dropped instead
             # of logged as "Future exception was never retrieved"
             future.cancel()
-    steps = plan.num_steps
+    steps = plan.steps
     return Finished(served, job, seed, steps, time.perf_counter() - arrived)

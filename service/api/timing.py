@@ -10,12 +10,21 @@ from __future__ import annotations
 import contextlib
 import time
 
-from service.api.metrics import ENDPOINTS, NONE, Metrics, label_dataset, label_variant
+from service.api.metrics import (
+    ENDPOINTS,
+    NONE,
+    Metrics,
+    label_dataset,
+    label_sampler,
+    label_variant,
+)
 
 PATHS = {
     "/sample": "sample",
     "/evaluate": "evaluate",
     "/variants": "variants",
+    "/samplers": "samplers",
+    "/loglik": "loglik",
     "/models": "models",
     "/healthz": "healthz",
     "/readyz": "readyz",
@@ -52,6 +61,7 @@ class TimingMiddleware:
                     endpoint,
                     label_dataset(state.get("dataset", NONE)),
                     label_variant(state.get("variant", NONE)),
+                    label_sampler(state.get("sampler", NONE)),
                     status["code"],
                     time.perf_counter() - start,
                 )

@@ -70,5 +70,7 @@ def evaluate(
     seed: int = 0,
     k: int = DEFAULT_K,
     steps: int | None = None,
+    sampler: str = "ddpm",
+    eta: float | None = None,
 ) -> Evaluation:
-    return score(model, sample(model, variant, scale, n, seed, steps), k)
+    return score(model, sample(model, variant, scale, n, seed, steps, sampler, eta), k)

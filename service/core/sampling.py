@@ -1,10 +1,10 @@
-"""Ancestral DDPM sampling (SPEC.md "Noise schedule and DDPM sampling"), guided or not.
+"""The reverse process, guided or not, with any registered sampler (core/samplers.py).
 
 Rows live in chunks (`RowChunk`, at most CHUNK_ROWS rows of one request). `advance` runs one
-reverse step for any set of chunks, each at its own position, from any mix of requests and
-variants; the service's step-level batcher calls it. The offline `sample()` runs a request's
-chunks as one block (`run_together`): the same arithmetic in the same order without the
-per-chunk bookkeeping, so it gives the same numbers as the batcher (tests check bit-equality).
+network evaluation for any set of chunks, each at its own stage, from any mix of requests,
+variants and samplers; it is the only reverse loop body: the service's step-level batcher calls
+it once per step, and the offline `sample()` calls it until its chunks are done, so both give
+the same numbers (tests check bit-equality).
 
 Reproducibility: each chunk draws its initial x and every step's noise from its own generator
 seeded by (seed, chunk index), so its numbers never depend on what ran beside it or when.
@@ -21,14 +21,16 @@ import torch
 from service.core.guidance import Variant, get_variant, guided_eps, resolve_scale
 from service.core.model import ReadyModel, require_density_head
 from service.core.network import infer, infer_with_density_gradient
+from service.core.samplers import COEF_WIDTH, Sampler, get_sampler, resolve_params
 
 CHUNK_ROWS = 256
 # CPU GEMM kernels for fewer than ~12 rows round differently from the large-batch kernels;
 # padding every forward to at least this many rows keeps a row's result independent of its batch.
 MIN_FORWARD_ROWS = 16
-# Per-position parameters of a plan, one row of floats each (see Plan.rows):
-# ddpm_step's 5 coefficients, then the network's t, gamma_t, and the gradient EMA weight.
-COEF, T_COL, GAMMA_COL, ALPHA_COL = slice(0, 5), 5, 6, 7
+# Per-evaluation parameters of a plan, one row of floats each (see Plan.rows): the sampler's
+# coefficients, then the network's t, gamma_t, and the gradient EMA weight.
+COEF = slice(0, COEF_WIDTH)
+T_COL, GAMMA_COL, ALPHA_COL = COEF_WIDTH, COEF_WIDTH + 1, COEF_WIDTH + 2
 MAX_CACHED_PLANS = 1024
 
 
@@ -44,12 +46,22 @@ def chunk_sizes(n: int, chunk_rows: int = CHUNK_ROWS) -> list[int]:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything fixed about a request's reverse process, one row of floats per position k."""
+    """Everything fixed about a request's reverse process, one row of floats per evaluation.
+
+    `rows[p]` serves the evaluation with p evaluations after it (a chunk's `position` counts
+    down from `evaluations - 1` to 0), so for ddpm rows[k] is schedule position k."""
 
     variant: Variant
     scale: float
-    num_steps: int
-    rows: list[list[float]]  # rows[k] = [5 step coefficients, t, gamma_t, alpha]
+    sampler: Sampler
+    sampler_params: dict[str, float]
+    steps: int  # S, positions on the (respaced) schedule
+    rows: list[list[float]]  # rows[p] = [COEF_WIDTH coefficients, t, gamma_t, alpha]
+
+    @property
+    def evaluations(self) -> int:
+        """Network evaluations (NFE): the stages a chunk runs."""
+        return len(self.rows)
 
     @property
     def needs_gradient(self) -> bool:
@@ -57,9 +69,14 @@ class Plan:
 
 
 def make_plan(
-    model: ReadyModel, variant: str, scale: float | None = None, steps: int | None = None
+    model: ReadyModel,
+    variant: str,
+    scale: float | None = None,
+    steps: int | None = None,
+    sampler: str = "ddpm",
+    eta: float | None = None,
 ) -> Plan:
-    """Check the request against the model and precompute its per-position parameters.
+    """Check the request against the model and precompute its per-evaluation parameters.
 
     Plans are cached on the model (up to MAX_CACHED_PLANS), so a server's event loop does no
     tensor work for a repeated request shape.
@@ -67,26 +84,25 @@ def make_plan(
     v = get_variant(variant)
     require_density_head(model, v.name, v.needs_gradient)
     used_scale = resolve_scale(v, scale)
-    key = (v.name, used_scale, steps)
+    smp = get_sampler(sampler)
+    params = resolve_params(smp, {"eta": eta})
+    key = (v.name, used_scale, steps, smp.name, tuple(sorted(params.items())))
     if key in model.plans:
         return model.plans[key]
     s = model.schedule_for(steps)
-    gamma = v.gamma(s.timesteps.cpu(), s.num_timesteps, used_scale)
+    t, coef = smp.stages(s, params)  # evaluation order
+    gamma = v.gamma(t, s.num_timesteps, used_scale)
     alpha = v.smoothing or 0.0
-    columns = torch.stack(
+    columns = torch.cat(
         [
-            s.sqrt_inv_alpha_bar.cpu(),
-            s.sqrt_inv_alpha_bar_minus_one.cpu(),
-            s.posterior_mean_coef1.cpu(),
-            s.posterior_mean_coef2.cpu(),
-            s.posterior_std.cpu(),
-            s.timesteps.cpu().float(),
-            gamma.float(),
-            torch.full((s.num_steps,), alpha),
+            coef.float(),
+            t.float()[:, None],
+            gamma.float()[:, None],
+            torch.full((len(t), 1), alpha),
         ],
         dim=1,
-    )
-    plan = Plan(v, used_scale, s.num_steps, columns.tolist())
+    ).flip(0)  # rows[p]: p evaluations left after it
+    plan = Plan(v, used_scale, smp, params, s.num_steps, columns.tolist())
     if len(model.plans) < MAX_CACHED_PLANS:
         model.plans[key] = plan
     return plan
@@ -103,6 +119,7 @@ class RowChunk:
     position: int  # the next position k to run, counting down; -1 when finished
     x: torch.Tensor | None = None  # (rows, 2); drawn at the first step
     grad_state: torch.Tensor | None = field(default=None, repr=False)  # smoothed gradient
+    sampler_state: torch.Tensor | None = field(default=None, repr=False)  # the sampler's memory
     # On CUDA the starting point and every step's noise are drawn in one call when the chunk
     # starts: a kernel launch per chunk per step was most of a GPU step's time.
     noise: torch.Tensor | None = field(default=None, repr=False)  # (num_steps + 1, rows, 2)
@@ -120,7 +137,8 @@ class RowChunk:
         if self.device.type == "cpu":
             return torch.randn(self.rows, 2, generator=self.generator, device=self.device)
         if self.noise is None:
-            shape = (self.plan.num_steps + 1, self.rows, 2)
+            draws = self.plan.evaluations + 1 if self.plan.sampler.stochastic else 1
+            shape = (draws, self.rows, 2)
             self.noise = torch.randn(shape, generator=self.generator, device=self.device)
         self.draws += 1
         return self.noise[self.draws - 1]
@@ -133,22 +151,10 @@ def make_chunks(plan: Plan, n: int, seed: int, device: torch.device) -> list[Row
             rows,
             torch.Generator(device=device).manual_seed(chunk_seed(seed, i)),
             device,
-            plan.num_steps - 1,
+            plan.evaluations - 1,
         )
         for i, rows in enumerate(chunk_sizes(n))
     ]
-
-
-def ddpm_step(
-    x: torch.Tensor, eps: torch.Tensor, noise: torch.Tensor, coef: torch.Tensor
-) -> torch.Tensor:
-    """One reverse step with per-row coefficients: x, eps, noise (B, 2); coef (B, 5).
-
-    x0_hat = x / sqrt(ab) - sqrt(1/ab - 1) eps; mean = c1 x0_hat + c2 x; + std z (std 0 at t=0).
-    """
-    x0_hat = coef[:, 0:1] * x - coef[:, 1:2] * eps
-    mean = coef[:, 2:3] * x0_hat + coef[:, 3:4] * x
-    return mean + coef[:, 4:5] * noise
 
 
 def _pad(x: torch.Tensor, t: torch.Tensor, multiple: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -195,23 +201,30 @@ def model_eps(
 
 
 def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
-    """Run one reverse step for every chunk, each at its own position, in batched passes.
+    """Run one network evaluation for every chunk, each at its own stage, in batched passes.
 
     Guided rows share one forward + one backward pass; baseline rows one forward, no graph.
+    Then each sampler's update runs on its rows (rows sorted so that each is one slice).
     """
-    guided = [c for c in chunks if c.plan.needs_gradient]
+    ordered = sorted(chunks, key=lambda c: (not c.plan.needs_gradient, c.plan.sampler.name))
+    guided = [c for c in ordered if c.plan.needs_gradient]
     n_guided = sum(c.rows for c in guided)
-    ordered = guided + [c for c in chunks if not c.plan.needs_gradient]
     sizes = [c.rows for c in ordered]
     total = sum(sizes)
     dev = model.device
     for c in ordered:
         if c.x is None:
             c.x = c.draw()
-    params = torch.tensor([c.plan.rows[c.position] for c in ordered], device=dev)
-    repeats = torch.tensor(sizes, device=dev)
-    per_row = params.repeat_interleave(repeats, dim=0, output_size=total)  # (B, 8)
-    x = torch.cat([c.x for c in ordered])
+    if len(ordered) == 1 or all(
+        c.plan is ordered[0].plan and c.position == ordered[0].position for c in ordered
+    ):  # one request at one stage (the offline path): one row of parameters, broadcast
+        first = ordered[0]
+        per_row = torch.tensor([first.plan.rows[first.position]], device=dev).expand(total, -1)
+    else:
+        params = torch.tensor([c.plan.rows[c.position] for c in ordered], device=dev)
+        repeats = torch.tensor(sizes, device=dev)
+        per_row = params.repeat_interleave(repeats, dim=0, output_size=total)
+    x = torch.cat([c.x for c in ordered]) if len(ordered) > 1 else ordered[0].x
     t = per_row[:, T_COL].long()
     eps_parts, new_state = [], None
     if n_guided:
@@ -226,45 +239,48 @@ def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
     if total > n_guided:
         eps, _ = model_eps(model, x[n_guided:], t[n_guided:], with_gradient=False)
         eps_parts.append(eps)
-    noise = torch.cat([c.draw() for c in ordered])
-    x_next = ddpm_step(x, torch.cat(eps_parts), noise, per_row[:, COEF])
-    for c, part in zip(ordered, x_next.split(sizes), strict=True):
-        c.x = part
-        c.position -= 1
+    eps = torch.cat(eps_parts) if len(eps_parts) > 1 else eps_parts[0]
+    start = 0
+    for run in _runs(ordered):  # consecutive chunks of one sampler
+        smp, rows = run[0].plan.sampler, sum(c.rows for c in run)
+        part = slice(start, start + rows)
+        noise = torch.cat([c.draw() for c in run]) if smp.stochastic else None
+        state = _gather_state(run, smp.state_width, x)
+        x_next, state = smp.update(x[part], eps[part], noise, per_row[part, COEF], state)
+        for c, xs, st in zip(
+            run,
+            x_next.split([c.rows for c in run]),
+            state.split([c.rows for c in run]),
+            strict=True,
+        ):
+            c.x = xs
+            c.position -= 1
+            if smp.state_width:
+                c.sampler_state = st
+        start += rows
     if new_state is not None:
         for c, state in zip(guided, new_state.split(sizes[: len(guided)]), strict=True):
             if c.plan.variant.has_state:
                 c.grad_state = state
 
 
-def run_together(model: ReadyModel, plan: Plan, chunks: list[RowChunk]) -> torch.Tensor:
-    """All steps for the chunks of one request; -> final x (n, 2) on the device.
-
-    Every chunk sits at the same position with the same plan, so the step's parameters are one
-    broadcast row and x, the noise and the gradient state are single tensors: `advance`'s
-    arithmetic without its per-chunk work, which dominated small requests and GPU steps.
-    """
-    table = torch.tensor(plan.rows, device=model.device)  # (num_steps, 8), one row per k
-    x = torch.cat([c.draw() for c in chunks])
-    gpu_noise = None
-    if model.device.type != "cpu":  # the chunks drew all their noise with x (RowChunk.draw)
-        gpu_noise = torch.cat([c.noise for c in chunks], dim=1)
-    n = x.shape[0]
-    state = torch.zeros_like(x)
-    for i, k in enumerate(range(plan.num_steps - 1, -1, -1)):
-        row = table[k : k + 1]
-        t = row[:, T_COL].long().expand(n)
-        if plan.needs_gradient:
-            eps, grad = model_eps(model, x, t, with_gradient=True)
-            gamma, alpha = row[:, GAMMA_COL : GAMMA_COL + 1], row[:, ALPHA_COL : ALPHA_COL + 1]
-            eps, g = guided_eps(eps, grad, gamma, alpha, state)
-            if plan.variant.has_state:
-                state = g
+def _runs(ordered: list[RowChunk]) -> list[list[RowChunk]]:
+    runs: list[list[RowChunk]] = []
+    for c in ordered:
+        if runs and runs[-1][0].plan.sampler is c.plan.sampler:
+            runs[-1].append(c)
         else:
-            eps, _ = model_eps(model, x, t, with_gradient=False)
-        noise = torch.cat([c.draw() for c in chunks]) if gpu_noise is None else gpu_noise[i + 1]
-        x = ddpm_step(x, eps, noise, row[:, COEF])
-    return x
+            runs.append([c])
+    return runs
+
+
+def _gather_state(run: list[RowChunk], width: int, like: torch.Tensor) -> torch.Tensor:
+    rows = sum(c.rows for c in run)
+    if not width:
+        return like.new_zeros(rows, 0)
+    return torch.cat(
+        [like.new_zeros(c.rows, width) if c.sampler_state is None else c.sampler_state for c in run]
+    )
 
 
 @dataclass(frozen=True)
@@ -276,6 +292,9 @@ class SampleResult:
     scale: float
     seed: int
     model: str
+    sampler: str = "ddpm"
+    steps: int = 0  # S
+    evaluations: int = 0  # NFE
 
 
 def count_nonfinite(samples: np.ndarray) -> int:
@@ -294,16 +313,29 @@ def sample(
     n: int = 1000,
     seed: int = 0,
     steps: int | None = None,
+    sampler: str = "ddpm",
+    eta: float | None = None,
 ) -> SampleResult:
-    """Sample n points with `variant` at `scale` (its default when None) in `steps` steps (T)."""
+    """Sample n points with `variant` at `scale` (its default when None) in `steps` steps (T)
+    of `sampler`: the batcher's own loop body (`advance`), all chunks at once."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    plan = make_plan(model, variant, scale, steps)
+    plan = make_plan(model, variant, scale, steps, sampler, eta)
     start = time.perf_counter()
     chunks = make_chunks(plan, n, seed, model.device)
-    x = run_together(model, plan, chunks)
-    out = x.cpu().numpy().astype(np.float32, copy=False)  # syncs the device
+    while not chunks[0].done:
+        advance(model, chunks)
+    out = collect(chunks)  # syncs the device
     seconds = time.perf_counter() - start
     return SampleResult(
-        out, count_nonfinite(out), seconds, plan.variant.name, plan.scale, seed, model.name
+        out,
+        count_nonfinite(out),
+        seconds,
+        plan.variant.name,
+        plan.scale,
+        seed,
+        model.name,
+        plan.sampler.name,
+        plan.steps,
+        plan.evaluations,
     )

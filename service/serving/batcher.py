@@ -167,7 +167,7 @@ class ModelBatcher:
         """Queue `job`, or raise BatcherStopped, QueueFull, or admission's Overloaded/TooLong."""
         self._check_room(job)  # before the chunks' generators are made for nothing
         work = self.cost.request(
-            job.n, job.plan.num_steps, job.plan.needs_gradient, min(self.cap, self.budget)
+            job.n, job.plan.evaluations, job.plan.needs_gradient, min(self.cap, self.budget)
         )
         job.ticket = self.admission.admit(self.key, work, job.deadline - time.monotonic())
         try:

@@ -1,13 +1,21 @@
-"""GET /variants and GET /models: what can be asked for, and what is loaded."""
+"""GET /variants, /samplers and /models: what can be asked for, and what is loaded."""
 
 from __future__ import annotations
 
 import torch
 from fastapi import APIRouter
 
-from service.api.schemas import ModelsResponse, VariantInfo, VariantsResponse
+from service.api.schemas import (
+    ModelsResponse,
+    SamplerInfo,
+    SamplerParamInfo,
+    SamplersResponse,
+    VariantInfo,
+    VariantsResponse,
+)
 from service.api.state import StateDep
 from service.core.guidance import VARIANTS
+from service.core.samplers import SAMPLERS
 from service.serving.registry import describe
 
 router = APIRouter(tags=["catalog"])
@@ -36,7 +44,35 @@ async def variants(state: StateDep) -> VariantsResponse:
         d: {obj: reg.recipe(name) for obj, name in objs.items()} for d, objs in defaults.items()
     }
     return VariantsResponse(
-        variants=infos, datasets=reg.datasets(), defaults=defaults, recipes=recipes
+        variants=infos,
+        samplers=sorted(SAMPLERS),
+        datasets=reg.datasets(),
+        defaults=defaults,
+        recipes=recipes,
+    )
+
+
+@router.get("/samplers", response_model=SamplersResponse)
+async def samplers() -> SamplersResponse:
+    """Every sampler: what it is, its network evaluations per step, its parameters."""
+    return SamplersResponse(
+        samplers=[
+            SamplerInfo(
+                name=smp.name,
+                description=smp.description,
+                evaluations_per_step=smp.evaluations_text,
+                evaluations_for_steps={str(k): smp.evaluations(k) for k in (1, 10, 20, 100)},
+                stochastic=smp.stochastic,
+                parameters={
+                    k: SamplerParamInfo(
+                        default=p.default, minimum=p.low, maximum=p.high, description=p.description
+                    )
+                    for k, p in smp.params.items()
+                },
+            )
+            for smp in SAMPLERS.values()
+        ],
+        default="ddpm",
     )
 
 

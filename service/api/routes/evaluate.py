@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.body_guard import require_json
+from service.api.routes.loglik import heldout_nll_bits
 from service.api.schemas import EvaluateRequest, EvaluateResponse, error_responses
 from service.api.state import StateDep
 from service.api.submission import run_job
@@ -35,17 +36,32 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         job.plan.scale,
         done.seed,
         model.name,
+        job.plan.sampler.name,
+        job.plan.steps,
+        job.plan.evaluations,
     )
     ev = await run_in_threadpool(score, model, result, body.k)
+    nll = await heldout_nll_bits(state, model)
+    if nll is not None and body.model is None and model.objective == "plain":
+        state.metrics.on_nll(body.dataset, nll)
     kl = None if math.isnan(ev.kl_bits) else ev.kl_bits
     if kl is not None and body.model is None:
         # the gauges (and the KL alert) follow the default models only
-        state.metrics.on_evaluated(body.dataset, ev.variant, kl, ev.seconds_per_sample)
+        state.metrics.on_evaluated(
+            body.dataset, ev.variant, body.sampler, kl, ev.seconds_per_sample
+        )
     state.metrics.on_sampled(
-        body.dataset, ev.variant, job.n, job.nonfinite, job.queue_seconds, job.compute_seconds
+        body.dataset,
+        ev.variant,
+        body.sampler,
+        job.n,
+        job.nonfinite,
+        job.queue_seconds,
+        job.compute_seconds,
     )
     return EvaluateResponse(
         kl_bits=kl,
+        nll_bits=nll,
         nonfinite_fraction=ev.nonfinite_fraction,
         nonfinite=ev.nonfinite,
         sampling_seconds=ev.sampling_seconds,
@@ -57,6 +73,8 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         scale=ev.scale,
         seed=done.seed,
         steps=done.steps,
+        sampler=body.sampler,
+        evaluations=job.plan.evaluations,
         model=model.id,
         model_name=model.name,
         timing={

@@ -24,6 +24,8 @@ NPY_HEADERS = {
         "scale": "The guidance scale used.",
         "seed": "The seed used.",
         "steps": "Reverse steps taken.",
+        "sampler": "The sampler.",
+        "evaluations": "Network evaluations per sample (NFE).",
         "model": "The model's id.",
         "model-name": "The model's name.",
         "nonfinite": "Rows with a non-finite coordinate (left as NaN/inf).",
@@ -43,6 +45,8 @@ def _meta(done: Finished, body: SampleRequest) -> dict:
         "scale": job.plan.scale,
         "seed": done.seed,
         "steps": done.steps,
+        "sampler": job.plan.sampler.name,
+        "evaluations": job.plan.evaluations,
         "model": done.served.model.id,
         "model_name": done.served.name,
         "nonfinite": job.nonfinite,
@@ -73,7 +77,13 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Resp
     done = await run_job(request, state, body, body.n, state.settings.max_n)
     job, meta = done.job, _meta(done, body)
     state.metrics.on_sampled(
-        body.dataset, meta["variant"], job.n, job.nonfinite, job.queue_seconds, job.compute_seconds
+        body.dataset,
+        meta["variant"],
+        meta["sampler"],
+        job.n,
+        job.nonfinite,
+        job.queue_seconds,
+        job.compute_seconds,
     )
     if NPY in request.headers.get("accept", ""):
         buf = io.BytesIO()

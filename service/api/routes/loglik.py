@@ -1,0 +1,108 @@
+"""POST /loglik: the exact log-density of points under a model (probability-flow ODE)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import numpy as np
+from fastapi import APIRouter, Depends
+
+from service.api.body_guard import require_json
+from service.api.errors import ApiError, field_error
+from service.api.schemas import HELDOUT_SEED, LoglikRequest, LoglikResponse, error_responses
+from service.api.state import AppState, StateDep
+from service.core.data import get_dataset
+from service.core.likelihood import Likelihood, bits_per_dim, model_log_likelihood
+from service.core.model import ReadyModel
+from service.serving.registry import ServedModel, Unavailable, UnknownModel
+
+router = APIRouter(tags=["likelihood"])
+RTOL = ATOL = 1e-5
+NLL_POINTS = 500  # held-out points behind /evaluate's nll_bits
+MAX_PENDING = 2  # likelihood requests running or waiting; beyond: 503
+
+
+def resolve(state: AppState, dataset: str, model: str | None) -> ServedModel:
+    if not state.ready:
+        raise ApiError(503, "models are still loading", {"Retry-After": "2"})
+    try:
+        return state.registry.resolve(dataset, False, model)
+    except UnknownModel as e:
+        allowed = "a name or sha256 from /models, 'plain', 'density'"
+        raise field_error("model", str(e), allowed) from e
+    except Unavailable as e:
+        raise ApiError(503, str(e), {"Retry-After": "30"}) from e
+
+
+async def log_likelihood(state: AppState, model: ReadyModel, points: np.ndarray) -> Likelihood:
+    """On the likelihood thread (one torch thread of its own), not the engine's: an adaptive ODE
+    solve takes seconds to a minute and must not stop every model's denoising steps."""
+    if state.loglik_pending >= MAX_PENDING:
+        raise ApiError(503, "the likelihood solver is busy; retry later", {"Retry-After": "10"})
+    state.loglik_pending += 1
+    try:
+        return await asyncio.wrap_future(
+            state.loglik_pool.submit(model_log_likelihood, model, points, RTOL, ATOL)
+        )
+    finally:
+        state.loglik_pending -= 1
+
+
+async def heldout_nll_bits(state: AppState, model: ReadyModel) -> float | None:
+    """bits/dim of NLL_POINTS held-out points, once per model id (it does not change); requests
+    that arrive while it runs wait on the same computation."""
+    task = state.nll_cache.get(model.id)
+    if task is None or (task.done() and task.exception() is not None):
+        task = asyncio.ensure_future(_nll_bits(state, model))
+        state.nll_cache[model.id] = task
+    return await asyncio.shield(task)
+
+
+async def _nll_bits(state: AppState, model: ReadyModel) -> float | None:
+    points = get_dataset(model.dataset, NLL_POINTS, HELDOUT_SEED)
+    result = await log_likelihood(state, model, points)
+    finite = result.log_density[result.finite]
+    return float(bits_per_dim(finite)) if len(finite) else None
+
+
+@router.post(
+    "/loglik",
+    response_model=LoglikResponse,
+    dependencies=[Depends(require_json)],
+    responses=error_responses(400, 413, 415, 422, 503),
+)
+async def loglik(body: LoglikRequest, state: StateDep) -> LoglikResponse:
+    """log p(x) per point in nats, and the mean in bits per dimension, from the model's
+    probability-flow ODE with the exact 2x2 divergence (adaptive solver, rtol = atol = 1e-5)."""
+    if (body.points is None) == (body.n is None):
+        raise field_error("points", "give either points or n, not both or neither", "one of them")
+    served = resolve(state, body.dataset, body.model)
+    model = served.model
+    if body.points is not None:
+        points = np.asarray(body.points, dtype=np.float64)
+    else:
+        points = get_dataset(body.dataset, body.n, body.seed).astype(np.float64)
+    result = await log_likelihood(state, model, points)
+    finite = result.log_density[result.finite]
+    mean = float(finite.mean()) if len(finite) else None
+    bpd = float(bits_per_dim(finite)) if len(finite) else None
+    if body.points is None and bpd is not None and body.model is None:
+        state.metrics.on_nll(body.dataset, bpd)
+    return LoglikResponse(
+        log_density=[
+            float(v) if ok and math.isfinite(v) else None
+            for v, ok in zip(result.log_density, result.finite, strict=True)
+        ],
+        finite=[bool(ok) for ok in result.finite],
+        mean_log_density=mean,
+        bits_per_dim=bpd,
+        n=len(points),
+        dataset=body.dataset,
+        model=model.id,
+        model_name=model.name,
+        rtol=RTOL,
+        atol=ATOL,
+        evaluations=result.nfev,
+        seconds=result.seconds,
+    )

@@ -1,0 +1,228 @@
+"""Exact log-likelihood of a 2D diffusion model through its probability-flow ODE.
+
+In variance-exploding coordinates y = x / sqrt(alpha_bar), sigma = sqrt(1/alpha_bar - 1), the
+probability-flow ODE of a DDPM is dy/dsigma = eps(y / sqrt(1 + sigma^2), t(sigma)) (Song et al.
+2021, eq. 13; the form of Karras et al. 2022, eq. 4), and its instantaneous change of variables
+(Chen et al. 2018; Song et al. 2021, eq. 39) is d log p_sigma(y) / dsigma = -div_y eps. So
+
+    log p_0(y0) = log p_prior(y(sigma_max)) + int_0^sigma_max div_y eps dsigma.
+
+In 2D the divergence costs two input-gradient passes, so it is exact: no Hutchinson noise.
+`ode_log_likelihood` is the model-free core; `model_log_likelihood` runs it on a `ReadyModel`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.integrate import solve_ivp
+
+from service.core.model import ReadyModel
+from service.core.schedule import BETA_SCHEDULES, ScheduleConfig
+
+EpsFn = Callable[[torch.Tensor, float], torch.Tensor]  # y (B, d) float64 host, sigma -> (B, d)
+Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # x (B, d), t (B,) -> eps (B, d)
+LogProb = Callable[[np.ndarray], np.ndarray]  # y (B, d) float64 -> (B,)
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    log_density: np.ndarray  # (N,) float64, nats; NaN where `finite` is False
+    finite: np.ndarray  # (N,) bool: False where the integration met non-finite values
+    nfev: int  # evaluations of eps_fn, each one forward and d input-gradient passes
+    seconds: float
+
+
+def bits_per_dim(log_density: np.ndarray, dim: int = 2) -> float:
+    """-mean(log p) / (d ln 2); pass only finite values (a NaN propagates)."""
+    return float(-np.mean(log_density) / (dim * math.log(2)))
+
+
+def eps_and_divergence(eps_fn: EpsFn, y: np.ndarray, sigma: float) -> tuple[np.ndarray, ...]:
+    """eps (B, d) and its exact divergence div_y eps (B,), by d input-gradient passes.
+
+    Differentiating a column's sum over rows gives each row its own gradient because rows do
+    not interact (the denoiser has no batch statistics).
+    """
+    yt = torch.from_numpy(y).requires_grad_(True)
+    d = y.shape[1]
+    # autograd for the input only: the model's parameters have requires_grad False
+    with torch.enable_grad():
+        eps = eps_fn(yt, sigma)
+        div = torch.zeros(len(y), dtype=torch.float64)
+        for i in range(d):
+            (grad,) = torch.autograd.grad(eps[:, i].sum(), yt, retain_graph=i < d - 1)
+            div += grad[:, i]
+    return eps.detach().to("cpu", torch.float64).numpy(), div.numpy()
+
+
+def _integrate(
+    eps_fn: EpsFn,
+    y0: np.ndarray,
+    sigma_max: float,
+    prior_log_prob: LogProb,
+    rtol: float,
+    atol: float,
+    sigma_offset: float,
+    method: str,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    n, d = y0.shape
+    bad = np.zeros(n, dtype=bool)  # sticky: once non-finite, a point's state is frozen
+
+    def rhs(s: float, z: np.ndarray) -> np.ndarray:
+        # z = [y (n*d), int div (n)]; s = log(sigma + offset), so dz/ds = (sigma + offset) dz/dsigma
+        scale = math.exp(s)
+        sigma = max(scale - sigma_offset, 0.0)
+        eps, div = eps_and_divergence(eps_fn, z[: n * d].reshape(n, d).copy(), sigma)
+        bad[:] |= ~(np.isfinite(eps).all(axis=1) & np.isfinite(div))
+        # a zero derivative keeps the flagged points' NaN out of the solver's shared error norm,
+        # which would otherwise shrink the step for every point until the solve fails
+        eps[bad], div[bad] = 0.0, 0.0
+        return np.concatenate([eps.ravel(), div]) * scale
+
+    z0 = np.concatenate([y0.ravel(), np.zeros(n)])
+    span = (math.log(sigma_offset), math.log(sigma_max + sigma_offset))
+    sol = solve_ivp(rhs, span, z0, method=method, rtol=rtol, atol=atol)
+    z = sol.y[:, -1]
+    with np.errstate(all="ignore"):
+        log_p = prior_log_prob(z[: n * d].reshape(n, d)) + z[n * d :]
+    finite = ~bad & np.isfinite(log_p) & sol.success  # a failed solve trusts no point
+    return np.where(finite, log_p, np.nan), finite, int(sol.nfev)
+
+
+def ode_log_likelihood(
+    eps_fn: EpsFn,
+    y0: np.ndarray | torch.Tensor,
+    sigma_max: float,
+    prior_log_prob: LogProb,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    *,
+    sigma_offset: float = 1e-3,
+    batch: int | None = None,
+    method: str = "RK45",
+) -> Likelihood:
+    """log p_0(y0) in nats from the probability-flow ODE, integrated from sigma = 0 to sigma_max.
+
+    `batch` points (all by default) form one ODE system, state (y, accumulated divergence),
+    solved by scipy's adaptive `method` at (rtol, atol). scipy's error norm is the RMS over
+    the whole state, not a per-point maximum; the shared steps mostly follow the hardest point.
+    The solver's variable is s = log(sigma + sigma_offset): sigma spans ~0.002..14 and a
+    model's eps changes on the scale of log sigma (its t is linear in log sigma), so equal
+    steps in s are equally hard, while the offset keeps sigma = 0 (the data) at a finite s and
+    spends O(1) of s below sigma_offset, where eps barely changes. A point whose eps or
+    divergence turns non-finite is flagged (`finite` False, log-density NaN), never raised.
+    """
+    if isinstance(y0, torch.Tensor):
+        y0 = y0.detach().cpu().numpy()
+    y0 = np.asarray(y0, dtype=np.float64)
+    if y0.ndim != 2 or len(y0) == 0:
+        raise ValueError(f"y0 must have shape (N, d) with N >= 1, got {y0.shape}")
+    if not (sigma_max > 0 and sigma_offset > 0):
+        raise ValueError(
+            f"need sigma_max > 0 and sigma_offset > 0, got {sigma_max}, {sigma_offset}"
+        )
+    start = time.perf_counter()
+    step = batch or len(y0)
+    parts = [
+        _integrate(
+            eps_fn, y0[i : i + step], sigma_max, prior_log_prob, rtol, atol, sigma_offset, method
+        )
+        for i in range(0, len(y0), step)
+    ]
+    log_p, finite, nfev = zip(*parts, strict=True)
+    seconds = time.perf_counter() - start
+    return Likelihood(np.concatenate(log_p), np.concatenate(finite), sum(nfev), seconds)
+
+
+def noise_levels(config: ScheduleConfig) -> np.ndarray:
+    """sigma(t) = sqrt(1/alpha_bar - 1) at the full schedule's t = 0..T-1: float64 (T,)."""
+    alpha_bar = torch.cumprod(1 - BETA_SCHEDULES[config.kind](config), dim=0).numpy()
+    levels = np.sqrt(1 / alpha_bar - 1)
+    if not np.all(np.diff(levels) > 0):
+        raise ValueError(f"schedule {config} has a noise level that does not grow with t")
+    return levels
+
+
+def timestep_at(sigma: float, levels: np.ndarray) -> float:
+    """The model's continuous t at noise level sigma: linear in log sigma between integer steps.
+
+    Held at 0 below sigma(0), as the sampler's last step uses its t = 0 prediction all the
+    way down to the clean data.
+    """
+    log_sigma = math.log(max(sigma, levels[0]))
+    return float(np.interp(log_sigma, np.log(levels), np.arange(len(levels))))
+
+
+def ve_eps(denoise: Denoise, config: ScheduleConfig) -> EpsFn:
+    """A VP denoiser (x, t) -> eps in y/sigma coordinates: eps(y / sqrt(1 + sigma^2), t(sigma))."""
+    levels = noise_levels(config)
+
+    def eps_fn(y: torch.Tensor, sigma: float) -> torch.Tensor:
+        t = torch.full((len(y),), timestep_at(sigma, levels), dtype=torch.float64)
+        return denoise(y / math.sqrt(1 + sigma**2), t)
+
+    return eps_fn
+
+
+def network_denoise(model: ReadyModel) -> Denoise:
+    """The model's eps head in float32 on its device; gradients flow back to the host y."""
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        f32 = {"device": model.device, "dtype": torch.float32}
+        return model.network(x.to(**f32), t.to(**f32))[:, :2]
+
+    return denoise
+
+
+def sampler_prior(sigma_max: float, dim: int = 2) -> LogProb:
+    """log density in y of the sampler's start x_{T-1} ~ N(0, I), y = x sqrt(1 + sigma_max^2).
+
+    log N(y / sqrt(v); 0, I) - (d/2) log v with v = 1 + sigma_max^2, i.e. log N(y; 0, v I).
+    """
+    var = 1 + sigma_max**2
+
+    def log_prob(y: np.ndarray) -> np.ndarray:
+        return -0.5 * (y**2).sum(axis=1) / var - 0.5 * dim * math.log(2 * math.pi * var)
+
+    return log_prob
+
+
+def model_log_likelihood(
+    model: ReadyModel,
+    points: np.ndarray | torch.Tensor,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    batch: int | None = None,
+    method: str = "RK23",
+) -> Likelihood:
+    """log p(points) in nats under the model's probability-flow ODE and its sampler's prior.
+
+    The ODE runs from the data (sigma = 0 exactly; t is held at 0 below sigma(0)) to
+    sigma(T-1) of the full, unrespaced schedule, where the prior is the sampler's own start,
+    x_{T-1} ~ N(0, I). That is the model's generative prior, not the data's true marginal
+    there (a T = 100 linear schedule ends at alpha_bar ~ 0.36), and it is what the model's
+    likelihood means. Points far from the data get a value or a `finite` False flag.
+    """
+    config = model.schedule.config
+    levels = noise_levels(config)
+    return ode_log_likelihood(
+        ve_eps(network_denoise(model), config),
+        points,
+        float(levels[-1]),
+        sampler_prior(float(levels[-1])),
+        rtol,
+        atol,
+        # the offset at sigma(0): below it eps is held, above it eps follows log sigma
+        sigma_offset=float(levels[0]),
+        batch=batch,
+        # RK23, not RK45: a ReLU network's divergence is piecewise constant in y, so a higher
+        # order buys nothing at its kinks; on the shipped moons models RK23 at 1e-5 is 4 to 10
+        # times closer to a 1e-8 reference than RK45 at 1e-5, for ~2x the evaluations
+        method=method,
+    )

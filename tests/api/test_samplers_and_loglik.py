@@ -1,0 +1,114 @@
+"""Issue 11 over real HTTP: per-request samplers, GET /samplers, POST /loglik, nll_bits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from service.core.likelihood import model_log_likelihood
+from service.core.samplers import SAMPLERS
+from service.core.sampling import sample
+from tests.api.metrics_text import scrape, value
+
+
+def test_samplers_lists_every_sampler_with_its_evaluations(server):
+    body = server.get("/samplers").json()
+    by_name = {s["name"]: s for s in body["samplers"]}
+    assert set(by_name) == set(SAMPLERS) and body["default"] == "ddpm"
+    assert by_name["heun"]["evaluations_for_steps"]["10"] == 19
+    assert by_name["ddim"]["parameters"]["eta"] == {
+        "default": 0.0,
+        "minimum": 0.0,
+        "maximum": 1.0,
+        "description": by_name["ddim"]["parameters"]["eta"]["description"],
+    }
+    assert sorted(server.get("/variants").json()["samplers"]) == sorted(SAMPLERS)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "eta", "steps"), [("ddim", 0.3, 20), ("heun", None, 8), ("dpmpp_2m", None, 15)]
+)
+def test_a_sampler_request_equals_the_offline_sampler(server, plain_model, sampler, eta, steps):
+    body = {"dataset": "moons", "n": 300, "seed": 4, "steps": steps, "sampler": sampler}
+    if eta is not None:
+        body["eta"] = eta
+    r = server.post("/sample", json=body)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["sampler"] == sampler and got["steps"] == steps
+    assert got["evaluations"] == SAMPLERS[sampler].evaluations(steps)
+    offline = sample(plain_model, n=300, seed=4, steps=steps, sampler=sampler, eta=eta)
+    np.testing.assert_array_equal(np.array(got["samples"], dtype=np.float32), offline.samples)
+    text = scrape(server)
+    assert value(text, "sampler_samples_total", dataset="moons", sampler=sampler) >= 300
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "fragment"),
+    [
+        ({"sampler": "euler_a"}, "sampler", "ddim"),
+        ({"sampler": "ddim", "eta": 2.0}, "eta", "1"),
+        ({"sampler": "heun", "eta": 0.5}, "eta", "only with sampler ddim"),
+        ({"sampler": "heun", "steps": 101}, "steps", "1..100"),
+    ],
+)
+def test_bad_sampler_input_is_a_422_naming_the_field(server, extra, field, fragment):
+    r = server.post("/sample", json={"dataset": "moons", "n": 4, **extra})
+    assert r.status_code == 422, r.text
+    assert field in r.text and fragment in r.text
+
+
+def test_loglik_of_points_matches_the_library(server, plain_model):
+    points = [[0.0, 0.5], [1.0, -0.3], [9.0, 9.0]]
+    r = server.post("/loglik", json={"dataset": "moons", "model": "moons-plain", "points": points})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    want = model_log_likelihood(plain_model, np.array(points), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(body["log_density"], want.log_density, rtol=0, atol=1e-9)
+    assert body["finite"] == [True, True, True] and body["n"] == 3
+    assert body["log_density"][2] < min(body["log_density"][:2])  # far from the data
+    mean = float(np.mean(want.log_density))
+    assert body["bits_per_dim"] == pytest.approx(-mean / (2 * math.log(2)))
+
+
+def test_loglik_of_heldout_data_sets_the_gauge(server):
+    r = server.post("/loglik", json={"dataset": "moons", "n": 200})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["n"] == 200 and all(body["finite"]) and body["evaluations"] > 0
+    got = value(scrape(server), "sampler_nll_bits_per_dim", dataset="moons")
+    assert got == pytest.approx(body["bits_per_dim"])
+
+
+def test_evaluate_reports_the_models_heldout_nll(server):
+    r = server.post("/evaluate", json={"dataset": "moons", "n": 500, "seed": 1})
+    assert r.status_code == 200, r.text
+    nll = r.json()["nll_bits"]
+    assert nll is not None and math.isfinite(nll)
+    again = server.post("/evaluate", json={"dataset": "moons", "n": 500, "seed": 2}).json()
+    assert again["nll_bits"] == nll  # the model's, not the samples': cached per model id
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"points": [[0.0, 1.0]] * 2001}, "points"),
+        ({"points": [[0.0, 1e6]]}, "points"),
+        ({"points": [[0.0]]}, "points"),
+        ({"n": 5000}, "n"),
+        ({}, "points"),
+        ({"n": 3, "points": [[0.0, 0.0]]}, "points"),
+    ],
+)
+def test_bad_loglik_input_is_a_422_naming_the_field(server, body, field):
+    r = server.post("/loglik", json={"dataset": "moons", **body})
+    assert r.status_code == 422, r.text
+    assert field in r.text and len(r.text) < 4000
+
+
+def test_non_finite_points_are_refused(server):
+    raw = b'{"dataset": "moons", "points": [[NaN, 0.0]]}'
+    r = server.post("/loglik", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text

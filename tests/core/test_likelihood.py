@@ -1,0 +1,179 @@
+"""The probability-flow log-likelihood: closed-form Gaussians through the same code, then a model.
+
+For data N(mu, s^2 I) the marginal at noise level sigma (y/sigma coordinates) is
+N(mu, (s^2 + sigma^2) I) and the exact noise predictor is eps = sigma (y - mu) / (s^2 + sigma^2),
+so the ODE's answer can be compared with log N(y; mu, s^2 I) itself.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from service.core.data import get_dataset
+from service.core.likelihood import (
+    bits_per_dim,
+    model_log_likelihood,
+    noise_levels,
+    ode_log_likelihood,
+    sampler_prior,
+    timestep_at,
+    ve_eps,
+)
+from service.core.sampling import sample
+from service.core.schedule import ScheduleConfig
+
+MU = np.array([0.5, -1.0])
+S = 0.7
+SIGMA_MAX = 20.0
+EXACT_NATS = 1e-3  # max abs error per point at rtol = atol = 1e-5 (reached: ~4e-4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Thousands of forwards on a few dozen rows: on a shared 2-core machine, a second thread's
+    hand-offs made these tests ~10x slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def gaussian_log_prob(var: float, mu: np.ndarray = MU):
+    return lambda y: -0.5 * ((y - mu) ** 2).sum(axis=1) / var - math.log(2 * math.pi * var)
+
+
+def gaussian_eps(y: torch.Tensor, sigma: float) -> torch.Tensor:
+    return sigma * (y - torch.from_numpy(MU)) / (S**2 + sigma**2)
+
+
+def held_out(n: int = 64, seed: int = 5, mu: np.ndarray = MU, s: float = S) -> np.ndarray:
+    """Draws from the Gaussian plus three points 4 to 5 standard deviations out."""
+    rng = np.random.default_rng(seed)
+    tails = np.array([[4.0, 0.0], [0.0, -5.0], [3.0, 3.0]])
+    return mu + s * np.concatenate([rng.normal(size=(n, 2)), tails])
+
+
+def interpolated_sigma(t: torch.Tensor, levels: np.ndarray) -> torch.Tensor:
+    """sigma at a continuous t, log-linear between the integer steps: the inverse of timestep_at."""
+    log_sigma = np.interp(t.numpy(), np.arange(len(levels)), np.log(levels))
+    return torch.from_numpy(np.exp(log_sigma))[:, None]
+
+
+def test_gaussian_log_likelihood_is_exact():
+    y0 = held_out()
+    exact = gaussian_log_prob(S**2)(y0)
+    prior = gaussian_log_prob(S**2 + SIGMA_MAX**2)
+    result = ode_log_likelihood(gaussian_eps, torch.from_numpy(y0), SIGMA_MAX, prior)
+    assert result.log_density.dtype == np.float64 and result.finite.all()
+    assert np.abs(result.log_density - exact).max() < EXACT_NATS
+    assert result.nfev > 0 and result.seconds > 0
+    # the error is the solver's: it shrinks with the tolerance
+    tight = ode_log_likelihood(gaussian_eps, y0, SIGMA_MAX, prior, rtol=1e-7, atol=1e-7)
+    assert np.abs(tight.log_density - exact).max() < 1e-5
+
+
+def test_batches_give_the_same_answer_as_one_system():
+    y0 = held_out(n=10)
+    prior = gaussian_log_prob(S**2 + SIGMA_MAX**2)
+    one = ode_log_likelihood(gaussian_eps, y0, SIGMA_MAX, prior)
+    split = ode_log_likelihood(gaussian_eps, y0, SIGMA_MAX, prior, batch=4)
+    np.testing.assert_allclose(split.log_density, one.log_density, atol=EXACT_NATS)
+
+
+def test_timestep_is_log_linear_in_sigma_and_held_at_zero_below_the_schedule():
+    levels = noise_levels(ScheduleConfig(kind="logsnr"))
+    assert timestep_at(levels[7], levels) == pytest.approx(7)
+    assert timestep_at(math.sqrt(levels[7] * levels[8]), levels) == pytest.approx(7.5)
+    assert timestep_at(levels[0] / 10, levels) == 0 and timestep_at(0.0, levels) == 0
+    assert timestep_at(levels[-1] * 2, levels) == len(levels) - 1
+
+
+def test_the_model_mapping_sigma_to_t_recovers_a_gaussian_exactly():
+    """eps given as a function of the model's (x, t), as a network would: ve_eps must find t.
+
+    logsnr: sigma(0) = 0.002, so holding t = 0 below it costs ~d sigma0^2 |y-mu|^2 / (2 s^4),
+    far below the tolerance (the linear schedule's sigma(0) = 0.01 makes it ~2e-3 at 5 s.d.).
+    """
+    config = ScheduleConfig(kind="logsnr")
+    levels = noise_levels(config)
+    mu = torch.from_numpy(MU)
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        alpha_bar = 1 / (1 + interpolated_sigma(t, levels) ** 2)
+        var = alpha_bar * S**2 + 1 - alpha_bar  # the VP marginal N(sqrt(ab) mu, var I)
+        return (1 - alpha_bar).sqrt() * (x - alpha_bar.sqrt() * mu) / var
+
+    y0 = held_out()
+    sigma_max = float(levels[-1])
+    prior = gaussian_log_prob(S**2 + sigma_max**2)
+    result = ode_log_likelihood(
+        ve_eps(denoise, config), y0, sigma_max, prior, sigma_offset=float(levels[0])
+    )
+    assert np.abs(result.log_density - gaussian_log_prob(S**2)(y0)).max() < EXACT_NATS
+
+
+def test_the_sampler_prior_is_exact_for_standard_normal_data():
+    """Data N(0, I) stays N(0, I) at every t of a VP process: the sampler's start is exact."""
+    config = ScheduleConfig()  # linear, T = 100: sigma_max ~ 1.32
+    levels = noise_levels(config)
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        alpha_bar = 1 / (1 + interpolated_sigma(t, levels) ** 2)
+        return (1 - alpha_bar).sqrt() * x
+
+    zero = np.zeros(2)
+    y0 = held_out(mu=zero, s=1.0)[:-3]  # within ~3 s.d.: t held at 0 below 0.01 costs < 5e-4
+    sigma_max = float(levels[-1])
+    prior = sampler_prior(sigma_max)
+    np.testing.assert_allclose(prior(y0), gaussian_log_prob(1 + sigma_max**2, zero)(y0))
+    result = ode_log_likelihood(
+        ve_eps(denoise, config), y0, sigma_max, prior, sigma_offset=float(levels[0])
+    )
+    assert np.abs(result.log_density - gaussian_log_prob(1.0, zero)(y0)).max() < EXACT_NATS
+
+
+def test_a_point_whose_eps_turns_non_finite_is_flagged_not_raised():
+    def overflowing_eps(y: torch.Tensor, sigma: float) -> torch.Tensor:
+        # NaN in rows with y_1 > 500 (only (50, -50) gets there, at sigma ~ 10, midway), with
+        # a zero, not NaN, gradient in every other row
+        return gaussian_eps(y, sigma) + 0 * torch.sqrt(500 - y[:, :1])
+
+    y0 = np.concatenate([held_out(n=8), [[50.0, -50.0]]])
+    prior = gaussian_log_prob(S**2 + SIGMA_MAX**2)
+    result = ode_log_likelihood(overflowing_eps, y0, SIGMA_MAX, prior)
+    assert result.finite.tolist() == [True] * (len(y0) - 1) + [False]
+    assert np.isnan(result.log_density[-1])
+    exact = gaussian_log_prob(S**2)(y0[:-1])
+    assert np.abs(result.log_density[:-1] - exact).max() < EXACT_NATS
+
+
+def test_bits_per_dim():
+    assert bits_per_dim(np.full(5, -2 * math.log(2))) == pytest.approx(1.0)
+
+
+def test_a_trained_model_prefers_its_data_and_flags_or_bounds_far_points(plain_model):
+    data = get_dataset("moons", 48, seed=7)
+    far = np.array([[4.0, 4.0], [-4.0, 4.0], [5.0, -3.0], [50.0, -50.0]])
+    result = model_log_likelihood(plain_model, np.concatenate([data, far]))
+    log_p = result.log_density
+    assert result.finite[: len(data)].all()
+    assert np.array_equal(result.finite, np.isfinite(log_p))  # a flag, never a bare NaN
+    assert log_p[:48].mean() > log_p[48:51].max() + 5
+    if result.finite[-1]:
+        assert log_p[-1] < log_p[:48].min()
+
+
+def test_tightening_the_tolerance_barely_moves_the_answer(plain_model):
+    points = get_dataset("moons", 8, seed=8)
+    loose = model_log_likelihood(plain_model, points)  # rtol = atol = 1e-5
+    tight = model_log_likelihood(plain_model, points, rtol=1e-6, atol=1e-6)
+    assert np.abs(loose.log_density - tight.log_density).max() < 1e-2  # seen: ~2e-3
+
+
+def test_the_model_s_own_samples_are_likelier_than_a_uniform_box(plain_model):
+    samples = sample(plain_model, n=48, seed=3).samples
+    box = np.random.default_rng(3).uniform(-3, 3, size=(48, 2))
+    log_p = model_log_likelihood(plain_model, np.concatenate([samples, box])).log_density
+    assert log_p[:48].mean() > log_p[48:].mean() + 1  # seen: -2.9 against -5.0
