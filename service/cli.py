@@ -132,16 +132,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sample(args: argparse.Namespace) -> int:
+def _load_model(args: argparse.Namespace) -> Any:
+    """`--model` from `--model-store` on `--device`, or a ValueError naming what the store holds."""
     from service.core.device import pick_device
-    from service.core.sampling import sample
     from service.core.store import CheckpointStore
 
     store = CheckpointStore(args.model_store)
     if args.model not in (names := store.names()):
         held = ", ".join(names) or "no models"
         raise ValueError(f"no model {args.model!r} in {args.model_store} (it holds {held})")
-    model = store.load_ready(args.model, pick_device(args.device))
+    return store.load_ready(args.model, pick_device(args.device))
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from service.core.sampling import sample
+
+    model = _load_model(args)
     result = sample(
         model, args.variant, args.scale, args.n, args.seed, args.steps, args.sampler, args.eta
     )
@@ -314,16 +320,12 @@ def _loglik(args: argparse.Namespace) -> int:
     import numpy as np
 
     from service.core.data import get_dataset
-    from service.core.device import pick_device
     from service.core.likelihood import bits_per_dim, model_log_likelihood
-    from service.core.store import CheckpointStore
 
-    store = CheckpointStore(args.model_store)
-    if args.model not in (names := store.names()):
-        held = ", ".join(names) or "no models"
-        raise ValueError(f"no model {args.model!r} in {args.model_store} (it holds {held})")
-    model = store.load_ready(args.model, pick_device(args.device))
-    points = np.load(args.points) if args.points else get_dataset(model.dataset, args.n, args.seed)
+    model = _load_model(args)
+    points = (
+        np.load(args.points) if args.points else get_dataset(model.dataset, args.n, _heldout(args))
+    )
     if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
         raise ValueError(f"{args.points}: need a finite (N, 2) array, got shape {points.shape}")
     result = model_log_likelihood(model, points, rtol=args.tol, atol=args.tol)
@@ -343,6 +345,12 @@ def _loglik(args: argparse.Namespace) -> int:
     return 0
 
 
+def _heldout(args: argparse.Namespace) -> int:
+    from service.core.likelihood import HELDOUT_SEED
+
+    return HELDOUT_SEED if args.seed is None else args.seed
+
+
 def _add_loglik(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "loglik", help="exact log-likelihood of held-out data (or given points) under a model"
@@ -350,7 +358,9 @@ def _add_loglik(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=_model_name, help="model id, e.g. moons-plain")
     p.add_argument("--model-store", type=_existing_folder, default="model_store")
     p.add_argument("--n", type=_positive, default=1000, help="held-out data points")
-    p.add_argument("--seed", type=_seed, default=1_000_003, help="held-out data's seed")
+    p.add_argument(
+        "--seed", type=_seed, default=None, help="held-out data's seed (default: the service's)"
+    )
     p.add_argument("--points", default=None, help="a .npy (N, 2) array instead of data")
     p.add_argument("--tol", type=float, default=1e-5, help="solver rtol and atol")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

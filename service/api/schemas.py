@@ -19,6 +19,7 @@ from service.api.settings import (
 )
 from service.core.data import DATASETS
 from service.core.guidance import VARIANTS
+from service.core.likelihood import HELDOUT_SEED
 from service.core.samplers import ETA_RANGE, SAMPLERS
 from service.core.store import NAME_PATTERN
 
@@ -261,7 +262,6 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 LOGLIK_MAX_POINTS = 2000  # the ODE runs on the engine thread: this bounds its pause (~seconds)
 POINT_LIMIT = 100.0  # |coordinate| bound; the datasets lie within 5
-HELDOUT_SEED = 1_000_003  # held-out data: a seed no training run uses (they use 0..)
 
 
 Coordinate = Annotated[float, Field(ge=-POINT_LIMIT, le=POINT_LIMIT, allow_inf_nan=False)]

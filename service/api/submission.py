@@ -57,12 +57,17 @@ def _check_limits(state: AppState, body: _Request, n: int, max_n: int) -> float:
 
 
 def _resolve(state: AppState, body: _Request) -> ServedModel:
+    return resolve_model(state, body.dataset, VARIANTS[body.variant].needs_gradient, body.model)
+
+
+def resolve_model(
+    state: AppState, dataset: str, needs_density: bool, model: str | None
+) -> ServedModel:
+    """The served model a request names (or its dataset's default), or the 422/503 saying why."""
     if not state.ready:
         raise ApiError(503, "models are still loading", {"Retry-After": "2"})
     try:
-        return state.registry.resolve(
-            body.dataset, VARIANTS[body.variant].needs_gradient, body.model
-        )
+        return state.registry.resolve(dataset, needs_density, model)
     except UnknownModel as e:
         raise field_error(
             "model", str(e), "a name or sha256 from /models, 'plain', 'density'"

@@ -30,6 +30,10 @@ Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # x (B, d), t (B
 LogProb = Callable[[np.ndarray], np.ndarray]  # y (B, d) float64 -> (B,)
 
 
+# Held-out data for likelihoods: a seed no training run uses (they use 0, 1, 2, ...).
+HELDOUT_SEED = 1_000_003
+
+
 @dataclass(frozen=True)
 class Likelihood:
     log_density: np.ndarray  # (N,) float64, nats; NaN where `finite` is False

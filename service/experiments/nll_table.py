@@ -14,11 +14,9 @@ import numpy as np
 import torch
 
 from service.core.data import get_dataset
-from service.core.likelihood import bits_per_dim, model_log_likelihood
+from service.core.likelihood import HELDOUT_SEED, bits_per_dim, model_log_likelihood
 from service.core.store import CheckpointStore
 from service.experiments.machine import describe
-
-HELDOUT_SEED = 1_000_003  # as POST /loglik's default
 
 
 def main() -> None:

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from service.core.samplers import SAMPLERS, get_sampler
-from service.core.sampling import advance, collect, make_chunks, make_plan, sample
+from service.core.sampling import make_chunks, make_plan, sample
 from service.core.store import CheckpointStore
 from tests.conftest import SHIPPED_STORE
+from tests.core.test_batch_invariance import run_mixed
 
 GOLDEN = Path(__file__).parent / "data" / "ddpm_before_samplers.npz"
 # (model, variant, scale, n, seed, steps) sampled by the code before samplers were plug-ins
@@ -69,18 +70,12 @@ def test_a_request_is_identical_alone_offline_and_mixed_with_other_samplers(
     def chunks(variant, scale, steps, sampler, eta, n, seed):
         return make_chunks(make_plan(m, variant, scale, steps, sampler, eta), n, seed, m.device)
 
-    requests = [chunks(*r) for r in [others[0], mine, *others[1:]]]
-    everything = [c for r in requests for c in r]
-    step = 0
-    while live := [c for c in everything if not c.done]:
-        k = step % len(live)
-        order = live[k:] + live[:k]
-        advance(m, [c for i, c in enumerate(order) if (i + step) % 5] or order)
-        step += 1
-    for request, got in zip([others[0], mine, *others[1:]], requests, strict=True):
+    requests = [others[0], mine, *others[1:]]
+    mixed = run_mixed(m, [chunks(*r) for r in requests])
+    for request, got in zip(requests, mixed, strict=True):
         variant, scale, steps_, smp, eta_, n, seed = request
         offline = sample(m, variant, scale, n, seed, steps_, smp, eta_).samples
-        np.testing.assert_array_equal(collect(got), offline)
+        np.testing.assert_array_equal(got, offline)
         assert np.isfinite(offline).all()
 
 

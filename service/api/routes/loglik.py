@@ -10,29 +10,22 @@ from fastapi import APIRouter, Depends
 
 from service.api.body_guard import require_json
 from service.api.errors import ApiError, field_error
-from service.api.schemas import HELDOUT_SEED, LoglikRequest, LoglikResponse, error_responses
+from service.api.schemas import LoglikRequest, LoglikResponse, error_responses
 from service.api.state import AppState, StateDep
+from service.api.submission import resolve_model
 from service.core.data import get_dataset
-from service.core.likelihood import Likelihood, bits_per_dim, model_log_likelihood
+from service.core.likelihood import (
+    HELDOUT_SEED,
+    Likelihood,
+    bits_per_dim,
+    model_log_likelihood,
+)
 from service.core.model import ReadyModel
-from service.serving.registry import ServedModel, Unavailable, UnknownModel
 
 router = APIRouter(tags=["likelihood"])
 RTOL = ATOL = 1e-5
 NLL_POINTS = 500  # held-out points behind /evaluate's nll_bits
 MAX_PENDING = 2  # likelihood requests running or waiting; beyond: 503
-
-
-def resolve(state: AppState, dataset: str, model: str | None) -> ServedModel:
-    if not state.ready:
-        raise ApiError(503, "models are still loading", {"Retry-After": "2"})
-    try:
-        return state.registry.resolve(dataset, False, model)
-    except UnknownModel as e:
-        allowed = "a name or sha256 from /models, 'plain', 'density'"
-        raise field_error("model", str(e), allowed) from e
-    except Unavailable as e:
-        raise ApiError(503, str(e), {"Retry-After": "30"}) from e
 
 
 async def log_likelihood(state: AppState, model: ReadyModel, points: np.ndarray) -> Likelihood:
@@ -77,7 +70,7 @@ async def loglik(body: LoglikRequest, state: StateDep) -> LoglikResponse:
     probability-flow ODE with the exact 2x2 divergence (adaptive solver, rtol = atol = 1e-5)."""
     if (body.points is None) == (body.n is None):
         raise field_error("points", "give either points or n, not both or neither", "one of them")
-    served = resolve(state, body.dataset, body.model)
+    served = resolve_model(state, body.dataset, False, body.model)
     model = served.model
     if body.points is not None:
         points = np.asarray(body.points, dtype=np.float64)
