@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from service.core.data import DATASETS
 from service.core.device import DEVICE_CHOICES
-from service.core.guidance import SCALE_RANGE, VARIANTS
+from service.core.guidance import GRADIENTS, SCALE_RANGE, VARIANTS
 from service.core.samplers import SAMPLERS
 
 
@@ -149,7 +149,16 @@ def _sample(args: argparse.Namespace) -> int:
 
     model = _load_model(args)
     result = sample(
-        model, args.variant, args.scale, args.n, args.seed, args.steps, args.sampler, args.eta
+        model,
+        args.variant,
+        args.scale,
+        args.n,
+        args.seed,
+        args.steps,
+        args.sampler,
+        args.eta,
+        args.gradient,
+        args.target_log_p,
     )
     _print_json(
         {
@@ -165,6 +174,9 @@ def _sample(args: argparse.Namespace) -> int:
             "nonfinite": result.nonfinite,
             "seconds": round(result.seconds, 4),
             "first_samples": result.samples[:5].tolist(),
+            "gradient": result.gradient,
+            "target_log_p": result.target_log_p,
+            "mean_log_p": None if result.log_p is None else float(result.log_p.mean()),
         }
     )
     return 0
@@ -312,6 +324,12 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=_positive, default=None, help="default: the model's T")
     p.add_argument("--sampler", default="ddpm", choices=sorted(SAMPLERS))
     p.add_argument("--eta", type=float, default=None, help="ddim only: in [0, 1] (default 0)")
+    p.add_argument(
+        "--gradient", default=None, choices=sorted(GRADIENTS), help="paper variants' gradient"
+    )
+    p.add_argument(
+        "--target-log-p", type=float, default=None, help="variant density: target in nats"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_sample)
 

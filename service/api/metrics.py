@@ -7,6 +7,7 @@ The batcher and the routes report through these methods; hooks never raise into 
 
 from __future__ import annotations
 
+import math
 import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -145,6 +146,20 @@ class Metrics:
             ["dataset", "variant", "sampler"],
             registry=r,
         )
+        self.precision = Gauge(
+            "sampler_precision",
+            "Improved precision (k-NN manifolds, Kynkaanniemi et al. 2019) of the latest "
+            "/evaluate: the fraction of samples inside the data's manifold.",
+            ["dataset", "variant", "sampler"],
+            registry=r,
+        )
+        self.recall = Gauge(
+            "sampler_recall",
+            "Improved recall of the latest /evaluate: the fraction of data inside the samples' "
+            "manifold (coverage).",
+            ["dataset", "variant", "sampler"],
+            registry=r,
+        )
         self.nll = Gauge(
             "sampler_nll_bits_per_dim",
             "Held-out negative log-likelihood of the default plain model (probability-flow "
@@ -207,6 +222,13 @@ class Metrics:
     ) -> None:
         self.kl.labels(dataset, variant, sampler).set(kl_bits)
         self.seconds_per_sample.labels(dataset, variant, sampler).set(per_sample)
+
+    def on_coverage(
+        self, dataset: str, variant: str, sampler: str, precision: float, recall: float
+    ) -> None:
+        if not (math.isnan(precision) or math.isnan(recall)):
+            self.precision.labels(dataset, variant, sampler).set(precision)
+            self.recall.labels(dataset, variant, sampler).set(recall)
 
     def on_nll(self, dataset: str, bits_per_dim: float) -> None:
         self.nll.labels(dataset).set(bits_per_dim)

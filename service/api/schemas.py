@@ -18,7 +18,7 @@ from service.api.settings import (
     STEPS_CEILING,
 )
 from service.core.data import DATASETS
-from service.core.guidance import VARIANTS
+from service.core.guidance import GRADIENTS, VARIANTS
 from service.core.likelihood import HELDOUT_SEED
 from service.core.samplers import ETA_RANGE, SAMPLERS
 from service.core.store import NAME_PATTERN
@@ -26,6 +26,8 @@ from service.core.store import NAME_PATTERN
 DatasetName = Literal[tuple(sorted(DATASETS))]  # type: ignore[valid-type]
 VariantName = Literal[tuple(sorted(VARIANTS))]  # type: ignore[valid-type]
 SamplerName = Literal[tuple(sorted(SAMPLERS))]  # type: ignore[valid-type]
+GradientName = Literal[tuple(sorted(GRADIENTS))]  # type: ignore[valid-type]
+TARGET_LOG_P_LIMIT = 1000.0  # nats; a 2D density's log is far inside this
 SEED_MAX = 2**63 - 1
 MODEL_FIELD = Field(
     None,
@@ -34,8 +36,9 @@ MODEL_FIELD = Field(
     # a store name (store.NAME_PATTERN) also covers a lowercase sha256 and 'plain'/'density'
     pattern=NAME_PATTERN.pattern,
     examples=["moons-plain-improved", "density"],
-    description="A model name or sha256 from /models, or an objective: 'plain' or 'density'. "
-    "Default: the plain model for baseline, the density model for guided variants.",
+    description="A model name or sha256 from /models, or an objective: 'plain', 'density' or "
+    "'energy'. Default: the plain model, or for the paper's guided variants the model of the "
+    "gradient (the density model for 'head').",
 )
 
 
@@ -66,6 +69,20 @@ class _Request(BaseModel):
         le=ETA_RANGE[1],
         allow_inf_nan=False,
         description="ddim only: 0 deterministic (default), 1 DDPM-like noise.",
+    )
+    gradient: GradientName | None = Field(
+        None,
+        description="The paper's guided variants: the density gradient g in eps + gamma g "
+        "(/variants lists them). Default: 'head' on a density model, 'energy' on an energy model; "
+        "a plain model needs 'score'. Without a model, picks the dataset's model that offers it.",
+    )
+    target_log_p: float | None = Field(
+        None,
+        ge=-TARGET_LOG_P_LIMIT,
+        le=TARGET_LOG_P_LIMIT,
+        allow_inf_nan=False,
+        description="Variant density only: the log-density (nats) to steer every sample to, "
+        "instead of the scale's quantile.",
     )
     model: str | None = MODEL_FIELD
     deadline_s: float | None = Field(
@@ -123,6 +140,15 @@ class SampleResponse(BaseModel):
     model: str = Field(description="The model's id: the sha256 of its weights.")
     model_name: str
     nonfinite: int
+    gradient: str | None = Field(None, description="The density gradient of a paper variant.")
+    log_p: list[float | None] | None = Field(
+        None,
+        description="Variant density: each sample's log-density (nats) under the model, "
+        "tracked along its path (docs/RESULTS.md measures it against the exact ODE likelihood).",
+    )
+    target_log_p: float | None = Field(
+        None, description="Variant density: the log-density every sample was steered to."
+    )
     timing: Timing
 
     model_config = ConfigDict(
@@ -148,6 +174,21 @@ class SampleResponse(BaseModel):
 
 class EvaluateResponse(BaseModel):
     kl_bits: float | None = Field(description="KL(data || samples), bits; null if too few finite")
+    precision: float | None = Field(
+        None,
+        description="Improved precision (Kynkaanniemi et al. 2019, k-NN balls with the KL's k): "
+        "the fraction of samples inside the data's manifold; null if too few finite.",
+    )
+    recall: float | None = Field(
+        None, description="Improved recall: the fraction of data inside the samples' manifold."
+    )
+    mean_log_p: float | None = Field(
+        None,
+        description="Variant density: the mean tracked log-density of the samples (nats), "
+        "and `target_log_p` the target.",
+    )
+    target_log_p: float | None = None
+    gradient: str | None = None
     nll_bits: float | None = Field(
         None,
         description="The model's negative log-likelihood of held-out data (probability-flow "
@@ -176,9 +217,20 @@ class VariantInfo(BaseModel):
     description: str
     default_scale: float
     gamma: str = Field(description="gamma_t as a formula of s, t and T.")
-    needs_density_model: bool
+    needs_density_model: bool = Field(
+        description="Takes a density gradient (the `gradient` field): a plain model must ask "
+        "for 'score'."
+    )
     smoothing: float | None
     gamma_schedule: list[float] = Field(description="gamma_t at the default scale, t = T-1 .. 0.")
+    kind: str = Field(
+        description="'paper': eps + gamma g; 'density': Density Guidance; 'prior': Prior Guidance."
+    )
+    scale_range: list[float] = Field(
+        description="[min, max] of the scale (a quantile q for density and prior)."
+    )
+    gradients: list[str] = Field(description="The gradient sources it takes (none: []).")
+    samplers: list[str] = Field(description="The samplers it runs with.")
 
 
 class SamplerParamInfo(BaseModel):

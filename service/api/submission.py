@@ -14,12 +14,13 @@ import time
 from dataclasses import dataclass
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import ApiError, field_error
 from service.api.schemas import SEED_MAX, _Request
 from service.api.state import AppState
+from service.core.errors import RequestError
 from service.core.guidance import VARIANTS
-from service.core.model import GuidanceUnavailable
 from service.core.sampling import make_plan
 from service.serving.admission import Overloaded, TooLong
 from service.serving.job import (
@@ -56,21 +57,28 @@ def _check_limits(state: AppState, body: _Request, n: int, max_n: int) -> float:
     return deadline
 
 
+def default_objective(variant: str, gradient: str | None) -> str:
+    """Which of its dataset's models a request runs on when it names none: the paper's guided
+    variants on the density model (its head), or on the model the gradient names."""
+    if not VARIANTS[variant].needs_gradient:
+        return "plain"
+    return {"energy": "energy", "score": "plain"}.get(gradient or "head", "density")
+
+
 def _resolve(state: AppState, body: _Request) -> ServedModel:
-    return resolve_model(state, body.dataset, VARIANTS[body.variant].needs_gradient, body.model)
+    objective = default_objective(body.variant, body.gradient)
+    return resolve_model(state, body.dataset, objective, body.model)
 
 
-def resolve_model(
-    state: AppState, dataset: str, needs_density: bool, model: str | None
-) -> ServedModel:
+def resolve_model(state: AppState, dataset: str, objective: str, model: str | None) -> ServedModel:
     """The served model a request names (or its dataset's default), or the 422/503 saying why."""
     if not state.ready:
         raise ApiError(503, "models are still loading", {"Retry-After": "2"})
     try:
-        return state.registry.resolve(dataset, needs_density, model)
+        return state.registry.resolve(dataset, objective, model)
     except UnknownModel as e:
         raise field_error(
-            "model", str(e), "a name or sha256 from /models, 'plain', 'density'"
+            "model", str(e), "a name or sha256 from /models, 'plain', 'density', 'energy'"
         ) from e
     except Unavailable as e:
         raise ApiError(503, str(e), {"Retry-After": "30"}) from e
@@ -97,12 +105,15 @@ async def run_job(
         T = served.model.schedule.num_timesteps
         if body.steps is not None and body.steps > T:
             raise field_error("steps", f"steps must be at most {T} for this model", f"1..{T}")
+        args = (served.model, body.variant, body.scale, body.steps, body.sampler, body.eta)
+        args += (body.gradient, body.target_log_p)
         try:
-            plan = make_plan(
-                served.model, body.variant, body.scale, body.steps, body.sampler, body.eta
-            )
-        except GuidanceUnavailable as e:
-            raise field_error("model", str(e), "a model trained with the density objective") from e
+            if VARIANTS[body.variant].kind == "density":  # its first plan calibrates (~1 s)
+                plan = await run_in_threadpool(make_plan, *args)
+            else:
+                plan = make_plan(*args)
+        except RequestError as e:
+            raise field_error(e.field, str(e), e.allowed) from e
         except ValueError as e:  # a sampler parameter the chosen sampler does not take
             raise field_error("eta", str(e), "only with sampler ddim") from e
         loop = asyncio.get_running_loop()

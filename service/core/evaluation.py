@@ -1,4 +1,8 @@
-"""Sample, then score: the one evaluation `POST /evaluate`, `dgs reproduce` and the worker share."""
+"""Sample, then score: the one evaluation `POST /evaluate`, `dgs reproduce` and the worker share.
+
+Scores: KL (bits) of the data against the finite samples, and improved precision and recall
+(`core.coverage`) against an equal-sized subset of the same reference data, with the same k.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import math
 from dataclasses import asdict, dataclass
 from functools import cache
 
+from service.core.coverage import coverage_against_data
 from service.core.data import reference_points
 from service.core.kl import DEFAULT_K, finite_rows, kl_divergence_bits, mean_log_rho
 from service.core.model import ReadyModel
@@ -22,6 +27,10 @@ class Evaluation:
     seed: int
     k: int
     kl_bits: float  # KL(data || finite samples); nan when too few samples are finite
+    # improved precision / recall (k-NN balls, same k) of the finite samples against as many
+    # reference points; nan when fewer than k + 1 samples are finite
+    precision: float
+    recall: float
     nonfinite: int
     nonfinite_fraction: float
     sampling_seconds: float  # the whole reverse process for the batch of n
@@ -38,14 +47,19 @@ def reference_mean_log_rho(dataset: str, k: int) -> float:
 
 
 def score(model: ReadyModel, result: SampleResult, k: int = DEFAULT_K) -> Evaluation:
-    """KL in bits of a finished sample against the model's dataset (non-finite rows counted)."""
+    """KL in bits, precision and recall of a finished sample against the model's dataset.
+
+    Non-finite rows are counted, then left out of every score.
+    """
     finite, dropped = finite_rows(result.samples)
     n = len(result.samples)
     if len(finite) > k:
         data = reference_points(model.dataset)
         kl = kl_divergence_bits(data, finite, k, reference_mean_log_rho(model.dataset, k))
+        coverage = coverage_against_data(model.dataset, finite, k)
+        precision, recall = coverage.precision, coverage.recall
     else:
-        kl = math.nan
+        kl = precision = recall = math.nan
     return Evaluation(
         model=model.name,
         dataset=model.dataset,
@@ -55,6 +69,8 @@ def score(model: ReadyModel, result: SampleResult, k: int = DEFAULT_K) -> Evalua
         seed=result.seed,
         k=k,
         kl_bits=kl,
+        precision=precision,
+        recall=recall,
         nonfinite=dropped,
         nonfinite_fraction=dropped / n,
         sampling_seconds=result.seconds,

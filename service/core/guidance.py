@@ -1,8 +1,18 @@
 """Guidance variants (SPEC.md "Guidance variants"): one registry, one small function each.
 
-A guided step is eps_tilde = eps + gamma_t * g_t (the paper's eq. 3 and 5), where g_t is the
-gradient of the density head, grad_x log p_hat(x_t), optionally smoothed per row (eq. 5). t counts
-down from T-1 to 0. A new variant is one gamma function plus one `register` line.
+The paper's variants: a guided step is eps_tilde = eps + gamma_t * g_t (its eq. 3 and 5), where
+g_t is a density gradient, optionally smoothed per row (eq. 5), and t counts down from T-1 to 0.
+Which gradient is a choice per request (issue 12): `head`, the paper's density head
+grad_x log p_hat(x_t); `score`, the model's own score -eps / sigma_t (no extra pass, any
+model); `energy`, an energy model's exact grad_x E (core/energy.py; equal to its score by
+construction). With g the score, eps + gamma g = eps (1 - gamma_t / sigma_t): a rescaling of
+the score, which flattens the samples toward low density for gamma > 0 and sharpens them
+toward the modes for gamma < 0. A new variant of this kind is one gamma function plus one
+`register` line.
+
+Two more kinds (core/density_guidance.py): `density` (Density Guidance: per-row log-density
+control on the ODE) and `prior` (Prior Guidance: the latent's norm set to a quantile); their
+scale is the quantile q.
 """
 
 from __future__ import annotations
@@ -13,11 +23,27 @@ from dataclasses import dataclass
 
 import torch
 
+from service.core.errors import RequestError
+
 # The guidance scales the service takes. The CLI checks this; the API its own copy in
 # service/api/settings.py (tests/test_cli.py keeps the two equal).
 SCALE_RANGE = (-10.0, 10.0)
 
 GammaFn = Callable[[torch.Tensor, int, float], torch.Tensor]  # (t (B,), T, scale) -> (B,)
+QUANTILE_SCALE = (0.001, 0.999)  # the scale of `density` and `prior`: a quantile q
+
+GRADIENTS = {
+    "head": "The paper's density head, grad_x log p_hat (density models).",
+    "score": "The model's own score, -eps / sigma_t: no extra network pass (every model).",
+    "energy": "The energy model's exact grad_x E, its score by construction (energy models).",
+}
+# what each objective's model offers, its default first (plain models have no default: the
+# paper's variants were defined on a density model, so a plain one must ask for `score`)
+OFFERED = {"plain": ("score",), "density": ("head", "score"), "energy": ("energy", "score")}
+
+
+class GuidanceUnavailable(RequestError):
+    """A guided variant asked a model for a density gradient it does not offer."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +56,8 @@ class Variant:
     needs_gradient: bool = True
     # eq. 5: g_t = smoothing * g_{t+1} + (1 - smoothing) * grad; None = raw gradient
     smoothing: float | None = None
+    kind: str = "paper"  # "paper": eps + gamma g; "density", "prior": core/density_guidance.py
+    scale_range: tuple[float, float] = SCALE_RANGE
 
     @property
     def has_state(self) -> bool:
@@ -47,10 +75,20 @@ def register(
     *,
     needs_gradient: bool = True,
     smoothing: float | None = None,
+    kind: str = "paper",
+    scale_range: tuple[float, float] = SCALE_RANGE,
 ) -> Callable[[GammaFn], GammaFn]:
     def add(gamma: GammaFn) -> GammaFn:
         VARIANTS[name] = Variant(
-            name, description, default_scale, gamma, formula, needs_gradient, smoothing
+            name,
+            description,
+            default_scale,
+            gamma,
+            formula,
+            needs_gradient,
+            smoothing,
+            kind,
+            scale_range,
         )
         return gamma
 
@@ -93,6 +131,60 @@ def _minimal(t: torch.Tensor, T: int, scale: float) -> torch.Tensor:
     return torch.full_like(t, scale, dtype=torch.float32)
 
 
+@register(
+    "density",
+    "Density Guidance (Karczewski et al. 2025) on the probability-flow ODE (sampler heun): "
+    "each row's log-density is steered, with the exact 2D divergence, to the q-quantile (the "
+    "scale) of the model's log-density of its own samples, or to target_log_p nats.",
+    0.5,
+    "0 (eta rescales eps per row)",
+    needs_gradient=False,
+    kind="density",
+    scale_range=QUANTILE_SCALE,
+)
+@register(
+    "prior",
+    "Prior Guidance: the initial latent scaled to the q-quantile (the scale) of its norm's "
+    "chi distribution, then a deterministic ODE sampler (ddim eta 0, heun, dpmpp_2m) unchanged.",
+    0.5,
+    "0 (the latent's norm is set)",
+    needs_gradient=False,
+    kind="prior",
+    scale_range=QUANTILE_SCALE,
+)
+def _no_gamma(t: torch.Tensor, T: int, scale: float) -> torch.Tensor:
+    return torch.zeros_like(t, dtype=torch.float32)
+
+
+def resolve_gradient(variant: Variant, objective: str, model_name: str, gradient: str | None):
+    """The gradient source a request runs with: None for variants without one; raises
+    ValueError for an unknown source or one given to a variant that takes none, and
+    GuidanceUnavailable naming what the model offers."""
+    if gradient is not None and gradient not in GRADIENTS:
+        raise RequestError("gradient", "unknown gradient", f"one of {sorted(GRADIENTS)}")
+    if not variant.needs_gradient:
+        if gradient is not None:
+            raise RequestError(
+                "gradient",
+                f"gradient applies only to the paper's guided variants, not {variant.name!r}",
+                "omitted for this variant",
+            )
+        return None
+    offered = OFFERED[objective]
+    if gradient is None and objective != "plain":
+        return offered[0]
+    if gradient not in offered:
+        asked = "a density gradient" if gradient is None else f"gradient {gradient!r}"
+        raise GuidanceUnavailable(
+            "model" if gradient is None else "gradient",
+            f"variant {variant.name!r} needs {asked}, and model {model_name!r} (objective "
+            f"{objective!r}) offers gradient {' or '.join(repr(g) for g in offered)}",
+            f"gradient {' or '.join(offered)} on this model; head on a density model, energy "
+            "on an energy model",
+        )
+    return gradient
+
+
 def get_variant(name: str) -> Variant:
     if name not in VARIANTS:
         raise ValueError(f"unknown variant {name!r}; valid names: {sorted(VARIANTS)}")
@@ -102,8 +194,14 @@ def get_variant(name: str) -> Variant:
 def resolve_scale(variant: Variant, scale: float | None) -> float:
     if scale is None:
         return variant.default_scale
-    if not math.isfinite(scale):  # NaN would sample NaN everywhere, inf NaN after one step
-        raise ValueError(f"scale must be a finite number, got {scale}")
+    low, high = variant.scale_range
+    # NaN would sample NaN everywhere, inf NaN after one step
+    if not (math.isfinite(scale) and low <= scale <= high):
+        raise RequestError(
+            "scale",
+            f"scale of variant {variant.name!r} must be a finite number in its range",
+            f"[{low:g}, {high:g}]",
+        )
     return float(scale)
 
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
+from service.core.energy import energy_eps
 from service.core.model import ReadyModel
 from service.core.schedule import BETA_SCHEDULES, ScheduleConfig
 
@@ -74,6 +75,7 @@ def _integrate(
     atol: float,
     sigma_offset: float,
     method: str,
+    sigma_start: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     n, d = y0.shape
     bad = np.zeros(n, dtype=bool)  # sticky: once non-finite, a point's state is frozen
@@ -90,7 +92,7 @@ def _integrate(
         return np.concatenate([eps.ravel(), div]) * scale
 
     z0 = np.concatenate([y0.ravel(), np.zeros(n)])
-    span = (math.log(sigma_offset), math.log(sigma_max + sigma_offset))
+    span = (math.log(sigma_start + sigma_offset), math.log(sigma_max + sigma_offset))
     sol = solve_ivp(rhs, span, z0, method=method, rtol=rtol, atol=atol)
     z = sol.y[:, -1]
     with np.errstate(all="ignore"):
@@ -110,8 +112,10 @@ def ode_log_likelihood(
     sigma_offset: float = 1e-3,
     batch: int | None = None,
     method: str = "RK45",
+    sigma_start: float = 0.0,
 ) -> Likelihood:
-    """log p_0(y0) in nats from the probability-flow ODE, integrated from sigma = 0 to sigma_max.
+    """log p_0(y0) in nats from the probability-flow ODE, integrated from sigma = 0 to sigma_max
+    (or log p_sigma_start(y0), the density at that noise level, from sigma_start).
 
     `batch` points (all by default) form one ODE system, state (y, accumulated divergence),
     solved by scipy's adaptive `method` at (rtol, atol). scipy's error norm is the RMS over
@@ -135,7 +139,15 @@ def ode_log_likelihood(
     step = batch or len(y0)
     parts = [
         _integrate(
-            eps_fn, y0[i : i + step], sigma_max, prior_log_prob, rtol, atol, sigma_offset, method
+            eps_fn,
+            y0[i : i + step],
+            sigma_max,
+            prior_log_prob,
+            rtol,
+            atol,
+            sigma_offset,
+            method,
+            sigma_start,
         )
         for i in range(0, len(y0), step)
     ]
@@ -179,6 +191,9 @@ def network_denoise(model: ReadyModel) -> Denoise:
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         f32 = {"device": model.device, "dtype": torch.float32}
+        if model.is_energy:  # eps = -sigma grad E, kept differentiable for the divergence
+            x = x.to(**f32)
+            return energy_eps(model.network, model.schedule, x, t.to(**f32), create_graph=True)[0]
         return model.network(x.to(**f32), t.to(**f32))[:, :2]
 
     return denoise
@@ -204,8 +219,13 @@ def model_log_likelihood(
     atol: float = 1e-5,
     batch: int | None = None,
     method: str = "RK23",
+    at_first_level: bool = False,
 ) -> Likelihood:
     """log p(points) in nats under the model's probability-flow ODE and its sampler's prior.
+
+    `at_first_level`: the density of x_t at the schedule's first noise level (t = 0) instead
+    of the clean data's: the quantity an energy model's E(x, 0) and Density Guidance's
+    tracked log-density stand for.
 
     The ODE runs from the data (sigma = 0 exactly; t is held at 0 below sigma(0)) to
     sigma(T-1) of the full, unrespaced schedule, where the prior is the sampler's own start,
@@ -215,9 +235,13 @@ def model_log_likelihood(
     """
     config = model.schedule.config
     levels = noise_levels(config)
-    return ode_log_likelihood(
+    points = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points)
+    start = float(levels[0]) if at_first_level else 0.0
+    # y = x sqrt(1 + sigma^2); log p_x(x) = log p_y(y) + (d/2) log(1 + sigma^2)
+    jacobian = 0.5 * points.shape[-1] * math.log1p(start**2)
+    result = ode_log_likelihood(
         ve_eps(network_denoise(model), config),
-        points,
+        points.astype(np.float64) * math.sqrt(1 + start**2),
         float(levels[-1]),
         sampler_prior(float(levels[-1])),
         rtol,
@@ -229,4 +253,8 @@ def model_log_likelihood(
         # order buys nothing at its kinks; on the shipped moons models RK23 at 1e-5 is 4 to 10
         # times closer to a 1e-8 reference than RK45 at 1e-5, for ~2x the evaluations
         method=method,
+        sigma_start=start,
     )
+    if not jacobian:
+        return result
+    return replace(result, log_density=result.log_density + jacobian)

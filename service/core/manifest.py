@@ -14,7 +14,7 @@ from service.core.data import DATASETS
 from service.core.network import DenoiserConfig
 from service.core.schedule import BETA_SCHEDULES, ScheduleConfig
 
-OBJECTIVES = ("plain", "density")
+OBJECTIVES = ("plain", "density", "energy")
 PAPER_RECIPE = "paper"  # manifests written before recipes existed were all made with it
 
 

@@ -7,13 +7,10 @@ from typing import Any
 
 import torch
 
+from service.core.energy import gaussian_coef
 from service.core.manifest import ModelKind
 from service.core.network import Denoiser, InferenceWeights, inference_weights
 from service.core.schedule import Schedule, make_schedule
-
-
-class GuidanceUnavailable(ValueError):
-    """A guided variant was asked of a model whose density head was never trained."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +27,8 @@ class ReadyModel:
     # Pad every block to exactly block_rows (CUDA): cuBLAS picks its kernel, and so its
     # rounding, by shape; one fixed shape makes a row's result independent of its batch.
     pad_blocks: bool = False
+    # energy models only: sigma_t / v_t per timestep (eps = -grad f + (sigma_t / v_t) x)
+    energy_coef: torch.Tensor | None = None
     _respaced: dict[int, Schedule] = field(default_factory=dict, repr=False, compare=False)
     # sampling plans by (variant, scale, steps): built once, then shared by requests
     plans: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -72,6 +71,10 @@ class ReadyModel:
     def density_trained(self) -> bool:
         return self.objective == "density"
 
+    @property
+    def is_energy(self) -> bool:
+        return self.objective == "energy"
+
 
 CPU_BLOCK_ROWS = 1024
 GPU_BLOCK_ROWS = 8192
@@ -91,6 +94,10 @@ def make_ready(
         steps = torch.arange(schedule.num_timesteps, device=device)
         table = network.time_hidden(steps).contiguous()
     on_cpu = device.type == "cpu"
+    energy_coef = None
+    if network.config.out_dim == 1:  # an energy network: its one output is E's learned part
+        _, inv_v = gaussian_coef(schedule)
+        energy_coef = (schedule.sqrt_one_minus_alpha_bar.float() * inv_v).contiguous()
     return ReadyModel(
         name,
         network,
@@ -101,13 +108,5 @@ def make_ready(
         inference_weights(network),
         CPU_BLOCK_ROWS if on_cpu else GPU_BLOCK_ROWS,
         pad_blocks=not on_cpu,
+        energy_coef=energy_coef,
     )
-
-
-def require_density_head(model: ReadyModel, variant_name: str, needs_gradient: bool) -> None:
-    if needs_gradient and not model.density_trained:
-        raise GuidanceUnavailable(
-            f"variant {variant_name!r} needs a model trained with the density objective; "
-            f"model {model.name!r} was trained with {model.objective!r}, so its density head "
-            "is untrained"
-        )

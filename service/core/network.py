@@ -20,7 +20,9 @@ class DenoiserConfig:
     hidden_layers: int = 3
     coord_scale: float = 25.0
     time_scale: float = 1.0
-    out_dim: int = 3  # eps (2) + log p_hat (1)
+    out_dim: int = 3  # eps (2) + log p_hat (1); 1 for an energy network
+    # relu (the paper's); silu for energy networks, whose eps is a gradient: ReLU's would jump
+    activation: str = "relu"
 
 
 def sinusoidal_embedding(v: torch.Tensor, dim: int, scale: float) -> torch.Tensor:
@@ -34,13 +36,17 @@ def sinusoidal_embedding(v: torch.Tensor, dim: int, scale: float) -> torch.Tenso
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
+ACTIVATIONS = {"relu": F.relu, "silu": F.silu}
+
+
 class ResidualBlock(nn.Module):
-    def __init__(self, width: int):
+    def __init__(self, width: int, activation: str = "relu"):
         super().__init__()
         self.ff = nn.Linear(width, width)
+        self.act = ACTIVATIONS[activation]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.ff(F.relu(h))
+        return h + self.ff(self.act(h))
 
 
 class Denoiser(nn.Module):
@@ -55,7 +61,10 @@ class Denoiser(nn.Module):
         self.config = config
         c = config
         self.input = nn.Linear(3 * c.embedding_dim, c.hidden_dim)
-        self.blocks = nn.ModuleList(ResidualBlock(c.hidden_dim) for _ in range(c.hidden_layers))
+        self.blocks = nn.ModuleList(
+            ResidualBlock(c.hidden_dim, c.activation) for _ in range(c.hidden_layers)
+        )
+        self.act = ACTIVATIONS[c.activation]
         self.output = nn.Linear(c.hidden_dim, c.out_dim)
 
     def time_hidden(self, t: torch.Tensor) -> torch.Tensor:
@@ -80,7 +89,7 @@ class Denoiser(nn.Module):
         h = F.linear(emb, self.input.weight[:, : 2 * c.embedding_dim]) + t_hidden
         for block in self.blocks:
             h = block(h)
-        return self.output(F.relu(h))
+        return self.output(self.act(h))
 
 
 @dataclass(frozen=True)
@@ -96,9 +105,10 @@ class InferenceWeights:
     w_xy: torch.Tensor  # (hidden, 2 emb) first layer, coordinate columns (for the backward)
     w_xy_t: torch.Tensor  # (2 emb, hidden)
     blocks: tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], ...]  # (W, W^T, b)
-    w_out_t: torch.Tensor  # (hidden, 3)
-    b_out: torch.Tensor  # (3,)
-    w_log_p: torch.Tensor  # (hidden,) the log-density row of the output layer
+    w_out_t: torch.Tensor  # (hidden, out_dim)
+    b_out: torch.Tensor  # (out_dim,)
+    w_log_p: torch.Tensor  # (hidden,) the output layer's last row: log p_hat, or energy's f
+    silu: bool = False  # the activation: relu, or silu (energy networks)
 
 
 @torch.no_grad()
@@ -122,7 +132,8 @@ def inference_weights(net: Denoiser) -> InferenceWeights:
         blocks,
         net.output.weight.t().contiguous(),
         net.output.bias.contiguous(),
-        net.output.weight[2].contiguous(),
+        net.output.weight[-1].contiguous(),  # log p_hat, or the energy's f
+        c.activation == "silu",
     )
 
 
@@ -137,10 +148,11 @@ def _embed(iw: InferenceWeights, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def infer(iw: InferenceWeights, x: torch.Tensor, t_hidden: torch.Tensor) -> torch.Tensor:
     """The forward pass for sampling: x (B, 2), t_hidden (B, hidden) -> (B, 3)."""
     emb, _, _ = _embed(iw, x)
+    act = F.silu if iw.silu else torch.relu
     h = torch.addmm(t_hidden, emb, iw.w_xy_t)
     for _, w_t, b in iw.blocks:
-        h = torch.addmm(b, torch.relu(h), w_t).add_(h)
-    return torch.addmm(iw.b_out, torch.relu(h), iw.w_out_t)
+        h = torch.addmm(b, act(h), w_t).add_(h)
+    return torch.addmm(iw.b_out, act(h), iw.w_out_t)
 
 
 @torch.no_grad()
@@ -155,21 +167,31 @@ def infer_with_density_gradient(
     autograd bookkeeping. tests/core/test_network.py checks it against torch.autograd.
     """
     emb, sin, cos = _embed(iw, x)
+    act = F.silu if iw.silu else torch.relu
     hs = [torch.addmm(t_hidden, emb, iw.w_xy_t)]
     for _, w_t, b in iw.blocks:
         h = hs[-1]
-        hs.append(torch.addmm(b, torch.relu(h), w_t).add_(h))
-    out = torch.addmm(iw.b_out, torch.relu(hs[-1]), iw.w_out_t)
-    relu_backward = torch.ops.aten.threshold_backward  # grad * (h > 0), one fused pass
-    g = relu_backward(iw.w_log_p.expand_as(hs[-1]), hs[-1], 0.0)  # out[:, 2] = w . relu(h) + b
+        hs.append(torch.addmm(b, act(h), w_t).add_(h))
+    out = torch.addmm(iw.b_out, act(hs[-1]), iw.w_out_t)
+    # grad * act'(h): relu's in one fused pass (grad * (h > 0)), silu's from its sigmoid
+    backward = _silu_backward if iw.silu else _relu_backward
+    g = backward(iw.w_log_p.expand_as(hs[-1]), hs[-1])  # out[:, -1] = w . act(h) + b
     for (w, _, _), h in zip(reversed(iw.blocks), reversed(hs[:-1]), strict=True):
-        g = g + relu_backward(g @ w, h, 0.0)  # h_next = h + W relu(h) + b
+        g = g + backward(g @ w, h)  # h_next = h + W act(h) + b
     g_emb = (g @ iw.w_xy).view(-1, 2, 2, sin.shape[-1])  # (B, coord, [sin, cos], half)
     d_angles = g_emb[:, :, 0] * cos - g_emb[:, :, 1] * sin  # (B, 2, half)
     # A row-wise multiply-and-sum, not `d_angles @ freqs`: that matrix-vector product (MKL's
     # gemv) sums the last row of an odd-sized batch in another order, so a row's gradient
     # depended on where it sat in the batch, and 100 guided steps grew 1 ulp into another sample.
     return out, (d_angles * iw.freqs).sum(-1) * iw.coord_scale
+
+
+def _relu_backward(grad: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.threshold_backward(grad, h, 0.0)
+
+
+def _silu_backward(grad: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.silu_backward(grad, h)
 
 
 def split_output(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,14 +12,23 @@ seeded by (seed, chunk index), so its numbers never depend on what ran beside it
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from service.core.guidance import Variant, get_variant, guided_eps, resolve_scale
-from service.core.model import ReadyModel, require_density_head
+from service.core import density_guidance as dg
+from service.core.errors import RequestError
+from service.core.guidance import (
+    Variant,
+    get_variant,
+    guided_eps,
+    resolve_gradient,
+    resolve_scale,
+)
+from service.core.model import ReadyModel
 from service.core.network import infer, infer_with_density_gradient
 from service.core.samplers import COEF_WIDTH, Sampler, get_sampler, resolve_params
 
@@ -28,9 +37,15 @@ CHUNK_ROWS = 256
 # padding every forward to at least this many rows keeps a row's result independent of its batch.
 MIN_FORWARD_ROWS = 16
 # Per-evaluation parameters of a plan, one row of floats each (see Plan.rows): the sampler's
-# coefficients, then the network's t, gamma_t, and the gradient EMA weight.
+# coefficients, then the network's t, gamma_t, the gradient EMA weight, and (density) the
+# log-density a row should have after the evaluation.
 COEF = slice(0, COEF_WIDTH)
-T_COL, GAMMA_COL, ALPHA_COL = COEF_WIDTH, COEF_WIDTH + 1, COEF_WIDTH + 2
+T_COL, GAMMA_COL, ALPHA_COL, TARGET_COL = range(COEF_WIDTH, COEF_WIDTH + 4)
+# The lanes of one evaluation, in batch order: rows with the density head's backward pass, rows
+# guided by the model's own score (forward only), unguided rows, and rows of Density Guidance
+# (eps and its divergence by autograd, one chunk at a time so that a row's numbers depend on its
+# chunk alone). The guided lanes, and the forward-only lanes, are each one slice.
+HEAD, SCORE, PLAIN, DENSITY = range(4)
 MAX_CACHED_PLANS = 1024
 
 
@@ -56,7 +71,10 @@ class Plan:
     sampler: Sampler
     sampler_params: dict[str, float]
     steps: int  # S, positions on the (respaced) schedule
-    rows: list[list[float]]  # rows[p] = [COEF_WIDTH coefficients, t, gamma_t, alpha]
+    rows: list[list[float]]  # rows[p] = [COEF_WIDTH coefficients, t, gamma_t, alpha, target]
+    gradient: str | None = None  # the paper's variants: head, score or energy
+    target_log_p: float | None = None  # density: the final log-density asked for, if absolute
+    prior_norm: float | None = None  # density, prior: every start's norm
 
     @property
     def evaluations(self) -> int:
@@ -64,8 +82,22 @@ class Plan:
         return len(self.rows)
 
     @property
+    def lane(self) -> int:
+        if self.variant.kind == "density":
+            return DENSITY
+        if self.gradient == "head":
+            return HEAD
+        return SCORE if self.gradient else PLAIN
+
+    @property
     def needs_gradient(self) -> bool:
-        return self.variant.needs_gradient
+        """Whether an evaluation runs a backward pass (the batcher's cost model)."""
+        return self.lane in (HEAD, DENSITY)
+
+    @property
+    def final_target(self) -> float | None:
+        """density: the log-density every row is steered to (its last evaluation's target)."""
+        return self.rows[0][TARGET_COL] if self.variant.kind == "density" else None
 
 
 def make_plan(
@@ -75,37 +107,87 @@ def make_plan(
     steps: int | None = None,
     sampler: str = "ddpm",
     eta: float | None = None,
+    gradient: str | None = None,
+    target_log_p: float | None = None,
 ) -> Plan:
     """Check the request against the model and precompute its per-evaluation parameters.
 
     Plans are cached on the model (up to MAX_CACHED_PLANS), so a server's event loop does no
-    tensor work for a repeated request shape.
+    tensor work for a repeated request shape. The first `density` plan of a (model, steps)
+    runs the calibration (core/density_guidance.py, about a second): callers on an event loop
+    run it in a thread.
     """
     v = get_variant(variant)
-    require_density_head(model, v.name, v.needs_gradient)
+    used_gradient = resolve_gradient(v, model.objective, model.name, gradient)
     used_scale = resolve_scale(v, scale)
     smp = get_sampler(sampler)
     params = resolve_params(smp, {"eta": eta})
-    key = (v.name, used_scale, steps, smp.name, tuple(sorted(params.items())))
+    _check_kind(v, smp, params, target_log_p)
+    key = (v.name, used_scale, steps, smp.name, tuple(sorted(params.items())), used_gradient)
+    key += (target_log_p,)
     if key in model.plans:
         return model.plans[key]
     s = model.schedule_for(steps)
     t, coef = smp.stages(s, params)  # evaluation order
     gamma = v.gamma(t, s.num_timesteps, used_scale)
     alpha = v.smoothing or 0.0
+    target = torch.zeros(len(t))
+    if v.kind == "density":
+        table = dg.calibrate(model, steps)
+        quantile = None if target_log_p is not None else used_scale
+        median = dg.chi2_norm_quantile(0.5)
+        start = dg.start_log_density(model, torch.tensor([[median, 0.0]]), int(t[0]))
+        path = dg.target_path(table, quantile, target_log_p, float(start[0]))
+        target = torch.from_numpy(path[dg.step_of_evaluation(len(t))])
     columns = torch.cat(
         [
             coef.float(),
             t.float()[:, None],
             gamma.float()[:, None],
             torch.full((len(t), 1), alpha),
+            target.float()[:, None],
         ],
         dim=1,
     ).flip(0)  # rows[p]: p evaluations left after it
-    plan = Plan(v, used_scale, smp, params, s.num_steps, columns.tolist())
+    norm = None
+    if v.kind in ("density", "prior"):  # density starts every row at the median norm
+        norm = dg.chi2_norm_quantile(used_scale if v.kind == "prior" else 0.5)
+    plan = Plan(
+        v,
+        used_scale,
+        smp,
+        params,
+        s.num_steps,
+        columns.tolist(),
+        used_gradient,
+        target_log_p,
+        norm,
+    )
     if len(model.plans) < MAX_CACHED_PLANS:
         model.plans[key] = plan
     return plan
+
+
+def _check_kind(
+    v: Variant, smp: Sampler, params: dict[str, float], target_log_p: float | None
+) -> None:
+    """density runs on Heun's probability-flow steps; prior on any deterministic sampler."""
+    deterministic_ddim = smp.name == "ddim" and params.get("eta") == 0.0
+    if v.kind == "density" and smp.name != "heun":
+        raise RequestError("sampler", "variant 'density' steers Heun's ODE steps", "heun")
+    if v.kind == "prior" and not (deterministic_ddim or not smp.stochastic):
+        raise RequestError(
+            "sampler",
+            "variant 'prior' needs a deterministic sampler",
+            "ddim with eta 0, heun or dpmpp_2m",
+        )
+    if target_log_p is not None:
+        if v.kind != "density":
+            raise RequestError(
+                "target_log_p", "target_log_p applies only to variant 'density'", "omitted"
+            )
+        if not math.isfinite(target_log_p):
+            raise RequestError("target_log_p", "target_log_p must be finite", "a finite number")
 
 
 @dataclass
@@ -119,6 +201,7 @@ class RowChunk:
     position: int  # the next position k to run, counting down; -1 when finished
     x: torch.Tensor | None = None  # (rows, 2); drawn at the first step
     grad_state: torch.Tensor | None = field(default=None, repr=False)  # smoothed gradient
+    tracking: dg.Tracking | None = field(default=None, repr=False)  # density's log p
     sampler_state: torch.Tensor | None = field(default=None, repr=False)  # the sampler's memory
     # On CUDA the starting point and every step's noise are drawn in one call when the chunk
     # starts: a kernel launch per chunk per step was most of a GPU step's time.
@@ -185,12 +268,16 @@ def model_eps(
         if not model.pad_blocks and 0 < len(xp) - start - block < MIN_FORWARD_ROWS:
             block = len(xp) - start
         xs, hs = xp[start : start + block], t_hidden[start : start + block]
-        if with_gradient:
+        if model.energy_coef is not None:  # eps = -grad f + (sigma_t / v_t) x: one backward
+            _, grad_f = infer_with_density_gradient(model.weights, xs, hs)
+            coef = model.energy_coef[tp[start : start + block]]
+            eps_parts.append(torch.addcmul(grad_f.neg_(), xs, coef[:, None]))
+        elif with_gradient:
             out, grad = infer_with_density_gradient(model.weights, xs, hs)
             grad_parts.append(grad)
+            eps_parts.append(out[:, :2])
         else:
-            out = infer(model.weights, xs, hs)
-        eps_parts.append(out[:, :2])
+            eps_parts.append(infer(model.weights, xs, hs)[:, :2])
         if start + block >= len(xp):
             break
     eps = eps_parts[0] if len(eps_parts) == 1 else torch.cat(eps_parts)
@@ -203,18 +290,21 @@ def model_eps(
 def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
     """Run one network evaluation for every chunk, each at its own stage, in batched passes.
 
-    Guided rows share one forward + one backward pass; baseline rows one forward, no graph.
-    Then each sampler's update runs on its rows (rows sorted so that each is one slice).
+    Rows guided by the density head share one forward + one backward pass; rows guided by their
+    score and unguided rows one forward, no graph; Density Guidance rows their own passes (see
+    the lanes above). Then each sampler's update runs on its rows (one slice per run).
     """
-    ordered = sorted(chunks, key=lambda c: (not c.plan.needs_gradient, c.plan.sampler.name))
-    guided = [c for c in ordered if c.plan.needs_gradient]
-    n_guided = sum(c.rows for c in guided)
+    ordered = sorted(chunks, key=lambda c: (c.plan.lane, c.plan.sampler.name))
+    rows_in = [sum(c.rows for c in ordered if c.plan.lane == lane) for lane in range(4)]
+    n_head, n_guided, n_forward = rows_in[HEAD], rows_in[HEAD] + rows_in[SCORE], rows_in[PLAIN]
+    n_forward += rows_in[SCORE]
+    guided = ordered[: sum(1 for c in ordered if c.plan.lane in (HEAD, SCORE))]
     sizes = [c.rows for c in ordered]
     total = sum(sizes)
     dev = model.device
     for c in ordered:
         if c.x is None:
-            c.x = c.draw()
+            _start(model, c)
     if len(ordered) == 1 or all(
         c.plan is ordered[0].plan and c.position == ordered[0].position for c in ordered
     ):  # one request at one stage (the offline path): one row of parameters, broadcast
@@ -226,20 +316,37 @@ def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
         per_row = params.repeat_interleave(repeats, dim=0, output_size=total)
     x = torch.cat([c.x for c in ordered]) if len(ordered) > 1 else ordered[0].x
     t = per_row[:, T_COL].long()
-    eps_parts, new_state = [], None
+    eps_parts, head_grad, new_state = [], None, None
+    if n_head:
+        eps, head_grad = model_eps(model, x[:n_head], t[:n_head], with_gradient=True)
+        eps_parts.append(eps)
+    if n_forward:
+        part = slice(n_head, n_head + n_forward)
+        eps_parts.append(model_eps(model, x[part], t[part], with_gradient=False)[0])
+    start = n_head + n_forward
+    for c in ordered[len(ordered) - sum(1 for c in ordered if c.plan.lane == DENSITY) :]:
+        part = slice(start, start + c.rows)
+        target = per_row[part, TARGET_COL]
+        eps_parts.append(
+            dg.density_eps(
+                model, x[part], t[part], per_row[part, COEF], target, c.tracking, c.position == 0
+            )
+        )
+        start += c.rows
+    eps = torch.cat(eps_parts) if len(eps_parts) > 1 else eps_parts[0]
     if n_guided:
-        eps, grad = model_eps(model, x[:n_guided], t[:n_guided], with_gradient=True)
+        grads = [head_grad] if n_head else []
+        if n_guided > n_head:  # the model's score, -eps / sigma_t: no extra pass
+            sigma = model.schedule.sqrt_one_minus_alpha_bar.float()[t[n_head:n_guided], None]
+            grads.append(-eps[n_head:n_guided] / sigma)
+        grad = torch.cat(grads) if len(grads) > 1 else grads[0]
         previous = torch.cat(
             [x.new_zeros(c.rows, 2) if c.grad_state is None else c.grad_state for c in guided]
         )
         gamma = per_row[:n_guided, GAMMA_COL : GAMMA_COL + 1]
         alpha = per_row[:n_guided, ALPHA_COL : ALPHA_COL + 1]
-        eps, new_state = guided_eps(eps, grad, gamma, alpha, previous)
-        eps_parts.append(eps)
-    if total > n_guided:
-        eps, _ = model_eps(model, x[n_guided:], t[n_guided:], with_gradient=False)
-        eps_parts.append(eps)
-    eps = torch.cat(eps_parts) if len(eps_parts) > 1 else eps_parts[0]
+        guided_part, new_state = guided_eps(eps[:n_guided], grad, gamma, alpha, previous)
+        eps = guided_part if n_guided == total else torch.cat([guided_part, eps[n_guided:]])
     start = 0
     for run in _runs(ordered):  # consecutive chunks of one sampler
         smp, rows = run[0].plan.sampler, sum(c.rows for c in run)
@@ -262,6 +369,17 @@ def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
         for c, state in zip(guided, new_state.split(sizes[: len(guided)]), strict=True):
             if c.plan.variant.has_state:
                 c.grad_state = state
+
+
+def _start(model: ReadyModel, c: RowChunk) -> None:
+    """Draw a chunk's initial x; Prior and Density Guidance set its norm, and Density Guidance
+    starts tracking its log-density."""
+    c.x = c.draw()
+    if c.plan.prior_norm is not None:
+        c.x = dg.rescale_latent(c.x, c.plan.prior_norm)
+    if c.plan.lane == DENSITY:
+        t = int(c.plan.rows[c.position][T_COL])
+        c.tracking = dg.Tracking(dg.start_log_density(model, c.x, t))
 
 
 def _runs(ordered: list[RowChunk]) -> list[list[RowChunk]]:
@@ -295,6 +413,10 @@ class SampleResult:
     sampler: str = "ddpm"
     steps: int = 0  # S
     evaluations: int = 0  # NFE
+    gradient: str | None = None
+    # density: each row's log-density tracked along its path (nats), and the target
+    log_p: np.ndarray | None = None
+    target_log_p: float | None = None
 
 
 def count_nonfinite(samples: np.ndarray) -> int:
@@ -306,6 +428,13 @@ def collect(chunks: list[RowChunk]) -> np.ndarray:
     return torch.cat([c.x for c in chunks]).cpu().numpy().astype(np.float32, copy=False)
 
 
+def collect_log_p(chunks: list[RowChunk]) -> np.ndarray | None:
+    """Density Guidance's tracked log-densities in request order (float64), else None."""
+    if chunks[0].tracking is None:
+        return None
+    return torch.cat([c.tracking.log_p for c in chunks]).cpu().numpy().astype(np.float64)
+
+
 def sample(
     model: ReadyModel,
     variant: str = "baseline",
@@ -315,12 +444,14 @@ def sample(
     steps: int | None = None,
     sampler: str = "ddpm",
     eta: float | None = None,
+    gradient: str | None = None,
+    target_log_p: float | None = None,
 ) -> SampleResult:
     """Sample n points with `variant` at `scale` (its default when None) in `steps` steps (T)
     of `sampler`: the batcher's own loop body (`advance`), all chunks at once."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    plan = make_plan(model, variant, scale, steps, sampler, eta)
+    plan = make_plan(model, variant, scale, steps, sampler, eta, gradient, target_log_p)
     start = time.perf_counter()
     chunks = make_chunks(plan, n, seed, model.device)
     while not chunks[0].done:
@@ -338,4 +469,7 @@ def sample(
         plan.sampler.name,
         plan.steps,
         plan.evaluations,
+        plan.gradient,
+        collect_log_p(chunks),
+        plan.final_target,
     )

@@ -33,7 +33,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from service.core.model import ReadyModel
-from service.core.sampling import RowChunk, advance, collect, count_nonfinite, make_chunks
+from service.core.sampling import (
+    RowChunk,
+    advance,
+    collect,
+    collect_log_p,
+    count_nonfinite,
+    make_chunks,
+)
 from service.serving.admission import DEFAULT_COST, Admission, Cost
 from service.serving.job import (
     BatcherStopped,
@@ -294,6 +301,7 @@ class ModelBatcher:
             if job.first_unfinished() == len(job.chunks):
                 samples = collect(job.chunks)
                 job.samples, job.nonfinite = samples, count_nonfinite(samples)
+                job.log_p = collect_log_p(job.chunks)
                 self._finish(job)
         self._report_load(active_rows=rows)
 

@@ -50,6 +50,7 @@ class Job:
     finished: float | None = None
     samples: np.ndarray | None = None
     nonfinite: int = 0
+    log_p: np.ndarray | None = None  # density: each row's tracked log-density
     error: Exception | None = None
     cancelled: bool = False
     done_prefix: int = 0  # chunks before this index are finished

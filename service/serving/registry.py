@@ -93,10 +93,11 @@ class Registry:
             return f"{what} is unavailable: " + "; ".join(failed)
         return f"{what} is unavailable: no such model in the store"
 
-    def resolve(self, dataset: str, needs_density: bool, model: str | None) -> ServedModel:
-        """The model a request runs on: by id (name or sha256), by objective, or the default."""
+    def resolve(self, dataset: str, objective: str, model: str | None) -> ServedModel:
+        """The model a request runs on: by id (name or sha256), by objective (`model` names
+        one), or the dataset's default model of `objective`."""
         if model is None or model in OBJECTIVES:
-            objective = model or ("density" if needs_density else "plain")
+            objective = model or objective
             name = self.defaults(dataset).get(objective)
             if name is None:
                 raise Unavailable(self.unavailable_reason(dataset, objective))

@@ -13,7 +13,7 @@ import io
 import math
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -25,10 +25,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from service.core.data import get_dataset
+from service.core.energy import energy_eps
 from service.core.evaluation import evaluate
 from service.core.manifest import ModelKind
 from service.core.model import make_ready
-from service.core.network import Denoiser, split_output
+from service.core.network import Denoiser, DenoiserConfig, split_output
 from service.core.schedule import Schedule, add_noise, make_schedule
 from service.core.store import CheckpointStore
 from service.worker.ema import EMA
@@ -39,13 +40,41 @@ LOG_COLUMNS = ("step", "loss", "mse", "mean_log_p", "lr", "grad_norm")
 RUNAWAY_LOG_P = 1e3
 
 
+def predict(
+    network: Denoiser, schedule: Schedule, objective: str, x_t: torch.Tensor, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (eps_hat, log p_hat): the head's output, or for `energy` -sigma grad E and E itself
+    (with the graph kept for the double backward when the network is training)."""
+    if objective == "energy":
+        return energy_eps(network, schedule, x_t, t, create_graph=network.training)
+    return split_output(network(x_t, t))
+
+
+# The energy network's differences from a recipe's (docs/RESULTS.md, "Energy models"): its eps
+# is a gradient, so a ReLU network's would be piecewise constant (moons, 6,000 steps: KL 2.01
+# bits with ReLU, 0.29 with SiLU), and the gradient multiplies each coordinate feature by its
+# frequency, so finer features cost more than they give (SiLU at scale 100, 50, 25: KL 0.29,
+# 0.09, 0.02 on moons; 0.27 and 0.25 on dino at 50 and 25).
+ENERGY_NETWORK = {"out_dim": 1, "activation": "silu", "coord_scale": 25.0}
+
+
+def network_config(recipe: Recipe, objective: str) -> DenoiserConfig:
+    """The energy network outputs one scalar, E's learned part; the others eps (2) + log p_hat."""
+    return replace(recipe.model, **ENERGY_NETWORK) if objective == "energy" else recipe.model
+
+
 def objective_loss(
-    config: TrainConfig, schedule: Schedule, out: torch.Tensor, eps: torch.Tensor, t: torch.Tensor
+    config: TrainConfig,
+    schedule: Schedule,
+    eps_hat: torch.Tensor,
+    log_p: torch.Tensor,
+    eps: torch.Tensor,
+    t: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> (loss, noise mse, mean log p_hat). density: mse - mean(lambda_t log p_hat), eq. 4."""
-    eps_hat, log_p = split_output(out)
+    """-> (loss, noise mse, mean log p_hat). density: mse - mean(lambda_t log p_hat), eq. 4;
+    plain and energy: the noise mse alone."""
     mse = F.mse_loss(eps_hat, eps)
-    if config.objective == "plain":
+    if config.objective != "density":
         return mse, mse, log_p.mean()
     lam = config.density_lambda * (1 - t.float() / schedule.num_timesteps)
     return mse - (lam * log_p).mean(), mse, log_p.mean()
@@ -79,7 +108,9 @@ def eval_loss(
         x0 = data[start : start + config.eval_batch]
         eps = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, schedule.num_timesteps, (len(x0),), generator=g)
-        eps_hat, log_p = split_output(network(add_noise(schedule, x0, eps, t), t))
+        eps_hat, log_p = predict(
+            network, schedule, config.objective, add_noise(schedule, x0, eps, t), t
+        )
         losses.append(F.mse_loss(eps_hat, eps).item())
         log_ps.append(log_p.mean().item())
     network.train()
@@ -122,7 +153,7 @@ def train(
     torch.manual_seed(config.seed)
     schedule = make_schedule(recipe.schedule)
     data = torch.from_numpy(get_dataset(dataset))
-    network = Denoiser(recipe.model)
+    network = Denoiser(network_config(recipe, config.objective))
     ema = EMA(network, config)
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -135,9 +166,9 @@ def train(
     for step, x0 in zip(range(config.steps), batches(data, config.batch_size, g), strict=False):
         eps = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, schedule.num_timesteps, (len(x0),), generator=g)
-        loss, mse, log_p = objective_loss(
-            config, schedule, network(add_noise(schedule, x0, eps, t), t), eps, t
-        )
+        x_t = add_noise(schedule, x0, eps, t)
+        eps_hat, log_p = predict(network, schedule, config.objective, x_t, t)
+        loss, mse, log_p = objective_loss(config, schedule, eps_hat, log_p, eps, t)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(network.parameters(), config.grad_clip)

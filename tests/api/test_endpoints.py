@@ -148,7 +148,23 @@ def test_requests_the_model_cannot_serve(server):
     err = errors(
         server.post("/sample", json={"dataset": "moons", "variant": "fixed", "model": "plain"})
     )
-    assert "density objective" in err["model"]["msg"]
+    assert "offers gradient 'score'" in err["model"]["msg"]
+    assert "score" in err["model"]["allowed"]
+    err = errors(
+        server.post(
+            "/sample",
+            json={"dataset": "moons", "variant": "fixed", "model": "plain", "gradient": "energy"},
+        )
+    )
+    assert "offers gradient 'score'" in err["gradient"]["msg"]
+    body = {"dataset": "moons", "variant": "density", "sampler": "ddpm", "model": "plain"}
+    assert errors(server.post("/sample", json=body))["sampler"]["allowed"] == "heun"
+    body = {"dataset": "moons", "variant": "density", "sampler": "heun", "scale": 1.5}
+    assert "scale" in errors(server.post("/sample", json=body))
+    body = {"dataset": "moons", "variant": "baseline", "gradient": "score"}
+    assert "gradient" in errors(server.post("/sample", json=body))
+    body = {"dataset": "moons", "variant": "density", "sampler": "heun", "target_log_p": 1e9}
+    assert "target_log_p" in errors(server.post("/sample", json=body))
     err = errors(server.post("/sample", json={"dataset": "moons", "deadline_s": 601}))
     assert "deadline_s" in err
 

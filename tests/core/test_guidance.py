@@ -10,7 +10,8 @@ t = torch.tensor([99, 50, 0])
 
 
 def test_registry_has_the_five_variants_with_spec_defaults():
-    assert {k: v.default_scale for k, v in VARIANTS.items()} == {
+    paper = {k: v for k, v in VARIANTS.items() if v.kind == "paper"}
+    assert {k: v.default_scale for k, v in paper.items()} == {
         "baseline": 0.0,
         "fixed": 0.1,
         "adaptive": 0.2,
@@ -18,7 +19,12 @@ def test_registry_has_the_five_variants_with_spec_defaults():
         "minimal": 0.01,
     }
     assert not VARIANTS["baseline"].needs_gradient
-    assert all(v.needs_gradient for k, v in VARIANTS.items() if k != "baseline")
+    assert all(v.needs_gradient for k, v in paper.items() if k != "baseline")
+    # issue 12's two, whose scale is a quantile
+    assert {k: (v.kind, v.scale_range) for k, v in VARIANTS.items() if v.kind != "paper"} == {
+        "density": ("density", (0.001, 0.999)),
+        "prior": ("prior", (0.001, 0.999)),
+    }
 
 
 @pytest.mark.parametrize(
@@ -66,7 +72,8 @@ def test_smoothed_keeps_a_per_row_ema_of_the_gradient():
 
 def test_unknown_variant_lists_the_valid_names():
     with pytest.raises(
-        ValueError, match=r"\['adaptive', 'baseline', 'fixed', 'minimal', 'smoothed'"
+        ValueError,
+        match=r"\['adaptive', 'baseline', 'density', 'fixed', 'minimal', 'prior', 'smoothed'",
     ):
         get_variant("turbo")
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.core.model import GuidanceUnavailable
+from service.core.guidance import GuidanceUnavailable
 from service.core.sampling import (
     CHUNK_ROWS,
     advance,
@@ -42,11 +42,18 @@ def test_chunks_cover_the_request():
 
 
 @pytest.mark.parametrize("variant", ["fixed", "adaptive", "smoothed", "minimal"])
-def test_guided_variants_need_a_density_model(plain_model, density_model, variant):
-    with pytest.raises(GuidanceUnavailable, match="density objective"):
+def test_guided_variants_need_a_density_gradient(plain_model, density_model, variant):
+    # a plain model has no density head: it is refused, naming the gradient it does offer
+    with pytest.raises(GuidanceUnavailable, match="offers gradient 'score'") as e:
         sample(plain_model, variant, n=4)
+    assert e.value.field == "model"
+    with pytest.raises(GuidanceUnavailable, match="offers gradient 'score'") as e:
+        sample(plain_model, variant, n=4, gradient="head")
+    assert e.value.field == "gradient"
     out = sample(density_model, variant, n=64, seed=1)
-    assert out.samples.shape == (64, 2) and out.variant == variant
+    assert out.samples.shape == (64, 2) and out.variant == variant and out.gradient == "head"
+    out = sample(plain_model, variant, n=64, seed=1, gradient="score")
+    assert out.samples.shape == (64, 2) and out.gradient == "score"
 
 
 def test_baseline_builds_no_autograd_graph(plain_model, monkeypatch):

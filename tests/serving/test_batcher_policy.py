@@ -89,5 +89,5 @@ def test_defaults_prefer_the_improved_recipe_and_fall_back_to_the_paper(tiny_sto
     assert reg.defaults("moons") == {"plain": "moons-plain", "density": "moons-density"}
     reg.models[improved.name] = ServedModel(improved, None)
     assert reg.defaults("moons")["plain"] == "moons-plain-improved"
-    assert reg.resolve("moons", needs_density=False, model=None).name == "moons-plain-improved"
-    assert reg.resolve("moons", needs_density=False, model="moons-plain").name == "moons-plain"
+    assert reg.resolve("moons", objective="plain", model=None).name == "moons-plain-improved"
+    assert reg.resolve("moons", objective="plain", model="moons-plain").name == "moons-plain"

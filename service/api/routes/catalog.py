@@ -14,12 +14,14 @@ from service.api.schemas import (
     VariantsResponse,
 )
 from service.api.state import StateDep
-from service.core.guidance import VARIANTS
+from service.core.guidance import GRADIENTS, VARIANTS
 from service.core.samplers import SAMPLERS
 from service.serving.registry import describe
 
 router = APIRouter(tags=["catalog"])
 PAPER_T = 100
+# the samplers a kind of variant runs with (core/sampling.py checks; prior: ddim with eta 0)
+VARIANT_SAMPLERS = {"density": ("heun",), "prior": ("ddim", "heun", "dpmpp_2m")}
 
 
 @router.get("/variants", response_model=VariantsResponse)
@@ -35,6 +37,10 @@ async def variants(state: StateDep) -> VariantsResponse:
             needs_density_model=v.needs_gradient,
             smoothing=v.smoothing,
             gamma_schedule=[round(g, 8) for g in v.gamma(t, PAPER_T, v.default_scale).tolist()],
+            kind=v.kind,
+            scale_range=list(v.scale_range),
+            gradients=sorted(GRADIENTS) if v.needs_gradient else [],
+            samplers=sorted(VARIANT_SAMPLERS.get(v.kind, SAMPLERS)),
         )
         for v in VARIANTS.values()
     ]

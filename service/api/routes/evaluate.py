@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +17,10 @@ from service.core.evaluation import score
 from service.core.sampling import SampleResult
 
 router = APIRouter(tags=["sampling"])
+
+
+def _or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 @router.post(
@@ -50,6 +55,8 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         state.metrics.on_evaluated(
             body.dataset, ev.variant, body.sampler, kl, ev.seconds_per_sample
         )
+        state.metrics.on_coverage(body.dataset, ev.variant, body.sampler, ev.precision, ev.recall)
+    finite_log_p = None if job.log_p is None else job.log_p[np.isfinite(job.log_p)]
     state.metrics.on_sampled(
         body.dataset,
         ev.variant,
@@ -61,6 +68,13 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
     )
     return EvaluateResponse(
         kl_bits=kl,
+        precision=_or_none(ev.precision),
+        recall=_or_none(ev.recall),
+        mean_log_p=float(finite_log_p.mean())
+        if finite_log_p is not None and len(finite_log_p)
+        else None,
+        target_log_p=job.plan.final_target,
+        gradient=job.plan.gradient,
         nll_bits=nll,
         nonfinite_fraction=ev.nonfinite_fraction,
         nonfinite=ev.nonfinite,

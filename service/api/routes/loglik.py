@@ -70,7 +70,7 @@ async def loglik(body: LoglikRequest, state: StateDep) -> LoglikResponse:
     probability-flow ODE with the exact 2x2 divergence (adaptive solver, rtol = atol = 1e-5)."""
     if (body.points is None) == (body.n is None):
         raise field_error("points", "give either points or n, not both or neither", "one of them")
-    served = resolve_model(state, body.dataset, False, body.model)
+    served = resolve_model(state, body.dataset, "plain", body.model)
     model = served.model
     if body.points is not None:
         points = np.asarray(body.points, dtype=np.float64)

@@ -29,6 +29,8 @@ NPY_HEADERS = {
         "model": "The model's id.",
         "model-name": "The model's name.",
         "nonfinite": "Rows with a non-finite coordinate (left as NaN/inf).",
+        "gradient": "The density gradient of a paper variant (absent for others).",
+        "target-log-p": "Variant density: the log-density steered to (nats).",
         "queue-s": "Submission to first denoising step, seconds.",
         "compute-s": "First denoising step to last, seconds.",
         "total-s": "Arrival to response, seconds.",
@@ -50,6 +52,8 @@ def _meta(done: Finished, body: SampleRequest) -> dict:
         "model": done.served.model.id,
         "model_name": done.served.name,
         "nonfinite": job.nonfinite,
+        "gradient": job.plan.gradient,
+        "target_log_p": job.plan.final_target,
         "timing": {
             "queue_s": round(job.queue_seconds, 6),
             "compute_s": round(job.compute_seconds, 6),
@@ -88,9 +92,14 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Resp
     if NPY in request.headers.get("accept", ""):
         buf = io.BytesIO()
         np.save(buf, job.samples.astype(np.float32, copy=False), allow_pickle=False)
-        headers = {f"x-{k.replace('_', '-')}": str(v) for k, v in meta.items() if k != "timing"}
+        headers = {
+            f"x-{k.replace('_', '-')}": str(v)
+            for k, v in meta.items()
+            if k != "timing" and v is not None
+        }
         headers.update({f"x-{k.replace('_', '-')}": str(v) for k, v in meta["timing"].items()})
         return Response(buf.getvalue(), media_type=NPY, headers=headers)
     # orjson writes the float32 array directly and turns NaN/inf into null.
-    payload = orjson.dumps({"samples": job.samples, **meta}, option=orjson.OPT_SERIALIZE_NUMPY)
+    body_json = {"samples": job.samples, "log_p": job.log_p, **meta}
+    payload = orjson.dumps(body_json, option=orjson.OPT_SERIALIZE_NUMPY)
     return Response(payload, media_type="application/json")
