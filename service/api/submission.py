@@ -67,6 +67,14 @@ def default_objective(variant: str, gradient: str | None) -> str:
 
 def _resolve(state: AppState, body: _Request) -> ServedModel:
     objective = default_objective(body.variant, body.gradient)
+    if state.ready and body.model is None and objective != "plain":
+        offered = state.registry.defaults(body.dataset)
+        if offered and objective not in offered:  # not shipped, rather than failed to load
+            raise field_error(
+                "gradient",
+                f"no {objective} model of {body.dataset!r} is in the store for this gradient",
+                f"a gradient whose model is served: objectives {sorted(offered)}",
+            )
     return resolve_model(state, body.dataset, objective, body.model)
 
 
