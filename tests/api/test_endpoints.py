@@ -161,6 +161,9 @@ def test_requests_the_model_cannot_serve(server):
     assert errors(server.post("/sample", json=body))["sampler"]["allowed"] == "heun"
     body = {"dataset": "moons", "variant": "density", "sampler": "heun", "scale": 1.5}
     assert "scale" in errors(server.post("/sample", json=body))
+    # the tiny store has no energy model: the gradient's model is absent, a 422 (was a 503)
+    body = {"dataset": "moons", "variant": "fixed", "gradient": "energy"}
+    assert "energy" in errors(server.post("/sample", json=body))["gradient"]["msg"]
     body = {"dataset": "moons", "variant": "baseline", "gradient": "score"}
     assert "gradient" in errors(server.post("/sample", json=body))
     body = {"dataset": "moons", "variant": "density", "sampler": "heun", "target_log_p": 1e9}
