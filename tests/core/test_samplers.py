@@ -5,22 +5,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from service.core.samplers import SAMPLERS, get_sampler
 from service.core.sampling import make_chunks, make_plan, sample
 from service.core.store import CheckpointStore
 from tests.conftest import SHIPPED_STORE
+from tests.core import kernel_fingerprint
 from tests.core.test_batch_invariance import run_mixed
 
 GOLDEN = Path(__file__).parent / "data" / "ddpm_before_samplers.npz"
-# (model, variant, scale, n, seed, steps) sampled by the code before samplers were plug-ins
+# (model, variant, scale, n, seed, steps, stable) sampled by the code before samplers were
+# plug-ins. `stable`: a trajectory that a kernel's last-bit rounding moves by ~1e-5 at most; the
+# paper's guided density model is chaotic (its head runs away), so there another processor's
+# kernels change the samples completely and only the golden machine's can be compared.
 GOLDEN_CASES = [
-    ("moons-density", "baseline", None, 300, 3, None),
-    ("moons-density", "smoothed", None, 700, 4, None),
-    ("moons-density", "fixed", 0.05, 257, 5, 20),
-    ("dino-plain-improved", "baseline", None, 1000, 1, None),
-    ("circle-plain-improved", "baseline", None, 50, 2, 7),
+    ("moons-density", "baseline", None, 300, 3, None, True),
+    ("moons-density", "smoothed", None, 700, 4, None, False),
+    ("moons-density", "fixed", 0.05, 257, 5, 20, False),
+    ("dino-plain-improved", "baseline", None, 1000, 1, None, True),
+    ("circle-plain-improved", "baseline", None, 50, 2, 7, True),
 ]
+# what a stable case may move on a processor whose kernels round otherwise (seen: 6e-4)
+OTHER_KERNELS_ATOL = 5e-3
 # every sampler with a parameter choice, at a few step counts: (sampler, eta, steps)
 SAMPLER_CASES = [
     ("ddpm", None, 20),
@@ -35,13 +42,39 @@ def test_every_registered_sampler_is_covered():
     assert {s for s, _, _ in SAMPLER_CASES} == set(SAMPLERS)
 
 
+@pytest.fixture(scope="module")
+def golden():
+    return dict(np.load(GOLDEN))
+
+
 @pytest.mark.parametrize("case", GOLDEN_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[5]}")
-def test_ddpm_is_bit_identical_to_the_sampler_before_the_registry(case):
-    name, variant, scale, n, seed, steps = case
+def test_ddpm_is_bit_identical_to_the_sampler_before_the_registry(case, golden):
+    """Bit for bit where this processor's kernels round as the golden machine's did (CI once
+    ran on another processor: every case differed in the last bits)."""
+    name, variant, scale, n, seed, steps, stable = case
+    same_kernels = kernel_fingerprint.matches(golden["kernel-fingerprint"])
+    if not (same_kernels or stable):
+        pytest.skip("a chaotic trajectory, and this processor's kernels round otherwise")
     model = CheckpointStore(SHIPPED_STORE).load_ready(name)
     got = sample(model, variant, scale, n=n, seed=seed, steps=steps).samples
-    want = np.load(GOLDEN)[f"{name}-{variant}-{steps}"]
-    np.testing.assert_array_equal(got, want)
+    want = golden[f"{name}-{variant}-{steps}"]
+    if same_kernels:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=0, atol=OTHER_KERNELS_ATOL)
+
+
+def test_the_kernel_fingerprint_is_this_machines_own():
+    """It must be a pure function of the machine: the same bits run after run and with any
+    number of threads, or the golden test above would flip between its two modes."""
+    threads = torch.get_num_threads()
+    try:
+        first = kernel_fingerprint.kernel_fingerprint()
+        torch.set_num_threads(1)
+        np.testing.assert_array_equal(kernel_fingerprint.kernel_fingerprint(), first)
+    finally:
+        torch.set_num_threads(threads)
+    assert np.isfinite(first).all() and len(np.unique(first)) > len(first) // 2
 
 
 def test_evaluations_per_sampler(plain_model):
