@@ -62,7 +62,11 @@ class _Request(BaseModel):
         description="Reverse steps on the respaced schedule; at most the model's T. "
         "Default: T. Network evaluations: see /samplers.",
     )
-    sampler: SamplerName = Field("ddpm", description="The reverse-process solver (/samplers).")
+    sampler: SamplerName | None = Field(
+        None,
+        description="The reverse-process solver (/samplers). Default: the variant's first "
+        "sampler in /variants (ddpm, or heun for 'density' and 'prior').",
+    )
     eta: float | None = Field(
         None,
         ge=ETA_RANGE[0],

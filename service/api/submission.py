@@ -105,7 +105,7 @@ async def run_job(
 ) -> Finished:
     arrived = time.perf_counter()
     request.state.dataset, request.state.variant = body.dataset, body.variant
-    request.state.sampler = body.sampler
+    request.state.sampler = body.sampler or VARIANTS[body.variant].default_sampler
     deadline_s = _check_limits(state, body, n, max_n)
     seed = body.seed if body.seed is not None else secrets.randbelow(SEED_MAX)
     for attempt in range(2):  # a reload may retire the batcher between resolve and submit

@@ -58,6 +58,12 @@ class Variant:
     smoothing: float | None = None
     kind: str = "paper"  # "paper": eps + gamma g; "density", "prior": core/density_guidance.py
     scale_range: tuple[float, float] = SCALE_RANGE
+    # the samplers it runs with, its default first; None: every sampler, ddpm by default
+    samplers: tuple[str, ...] | None = None
+
+    @property
+    def default_sampler(self) -> str:
+        return self.samplers[0] if self.samplers else "ddpm"
 
     @property
     def has_state(self) -> bool:
@@ -77,6 +83,7 @@ def register(
     smoothing: float | None = None,
     kind: str = "paper",
     scale_range: tuple[float, float] = SCALE_RANGE,
+    samplers: tuple[str, ...] | None = None,
 ) -> Callable[[GammaFn], GammaFn]:
     def add(gamma: GammaFn) -> GammaFn:
         VARIANTS[name] = Variant(
@@ -89,6 +96,7 @@ def register(
             smoothing,
             kind,
             scale_range,
+            samplers,
         )
         return gamma
 
@@ -141,6 +149,7 @@ def _minimal(t: torch.Tensor, T: int, scale: float) -> torch.Tensor:
     needs_gradient=False,
     kind="density",
     scale_range=QUANTILE_SCALE,
+    samplers=("heun",),
 )
 @register(
     "prior",
@@ -151,6 +160,7 @@ def _minimal(t: torch.Tensor, T: int, scale: float) -> torch.Tensor:
     needs_gradient=False,
     kind="prior",
     scale_range=QUANTILE_SCALE,
+    samplers=("heun", "ddim", "dpmpp_2m"),  # ddim with eta 0 only
 )
 def _no_gamma(t: torch.Tensor, T: int, scale: float) -> torch.Tensor:
     return torch.zeros_like(t, dtype=torch.float32)

@@ -105,7 +105,7 @@ def make_plan(
     variant: str,
     scale: float | None = None,
     steps: int | None = None,
-    sampler: str = "ddpm",
+    sampler: str | None = None,
     eta: float | None = None,
     gradient: str | None = None,
     target_log_p: float | None = None,
@@ -120,7 +120,7 @@ def make_plan(
     v = get_variant(variant)
     used_gradient = resolve_gradient(v, model.objective, model.name, gradient)
     used_scale = resolve_scale(v, scale)
-    smp = get_sampler(sampler)
+    smp = get_sampler(sampler or v.default_sampler)
     params = resolve_params(smp, {"eta": eta})
     _check_kind(v, smp, params, target_log_p)
     key = (v.name, used_scale, steps, smp.name, tuple(sorted(params.items())), used_gradient)
@@ -172,15 +172,14 @@ def _check_kind(
     v: Variant, smp: Sampler, params: dict[str, float], target_log_p: float | None
 ) -> None:
     """density runs on Heun's probability-flow steps; prior on any deterministic sampler."""
-    deterministic_ddim = smp.name == "ddim" and params.get("eta") == 0.0
-    if v.kind == "density" and smp.name != "heun":
-        raise RequestError("sampler", "variant 'density' steers Heun's ODE steps", "heun")
-    if v.kind == "prior" and not (deterministic_ddim or not smp.stochastic):
+    if v.samplers is not None and smp.name not in v.samplers:
         raise RequestError(
             "sampler",
-            "variant 'prior' needs a deterministic sampler",
-            "ddim with eta 0, heun or dpmpp_2m",
+            f"variant {v.name!r} does not run with sampler {smp.name!r}",
+            " or ".join(v.samplers),
         )
+    if v.kind == "prior" and smp.name == "ddim" and params.get("eta") != 0.0:
+        raise RequestError("eta", "variant 'prior' needs a deterministic sampler", "eta 0")
     if target_log_p is not None:
         if v.kind != "density":
             raise RequestError(
@@ -442,7 +441,7 @@ def sample(
     n: int = 1000,
     seed: int = 0,
     steps: int | None = None,
-    sampler: str = "ddpm",
+    sampler: str | None = None,
     eta: float | None = None,
     gradient: str | None = None,
     target_log_p: float | None = None,

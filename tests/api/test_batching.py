@@ -123,16 +123,21 @@ def test_request_level_batching_gives_the_same_samples(api_store, batching_serve
 def test_a_guided_short_last_chunk_is_the_same_on_a_busy_server(batching_server, n):
     """Issue 10: row 256 of n = 257 `fixed` changed completely while 8 requests of n = 2000
     ran (the density gradient's rounding depended on the row's place in the batch)."""
-    target = {"variant": "fixed", "n": n, "seed": 5}
+    # the longest deadline: this test is about numbers under load, not admission (CI once got
+    # a non-200 here on a slower processor, and the test did not say which)
+    target = {"variant": "fixed", "n": n, "seed": 5, "deadline_s": 600.0}
     alone = post(batching_server, **target).json()["samples"]
     with ThreadPoolExecutor(9) as pool:
         busy = [
-            pool.submit(post, batching_server, variant="fixed", n=2000, seed=s) for s in range(8)
+            pool.submit(post, batching_server, variant="fixed", n=2000, seed=s, deadline_s=600.0)
+            for s in range(8)
         ]
         time.sleep(0.2)  # they are under way
-        mine = post(batching_server, **target).json()["samples"]
-        assert all(f.result().status_code == 200 for f in busy)
-    assert mine == alone
+        mine = post(batching_server, **target)
+        answers = [f.result() for f in busy]
+    refused = [(r.status_code, r.text[:300]) for r in answers + [mine] if r.status_code != 200]
+    assert not refused, refused
+    assert mine.json()["samples"] == alone
 
 
 def test_a_client_that_goes_away_logs_no_stray_future_error(api_store, tmp_path):

@@ -119,7 +119,7 @@ def test_density_rows_do_not_depend_on_their_batch(plain_model):
         ({"variant": "density", "sampler": "ddpm"}, "sampler"),
         ({"variant": "density", "sampler": "ddim"}, "sampler"),
         ({"variant": "prior", "sampler": "ddpm"}, "sampler"),
-        ({"variant": "prior", "sampler": "ddim", "eta": 0.5}, "sampler"),
+        ({"variant": "prior", "sampler": "ddim", "eta": 0.5}, "eta"),
         ({"variant": "density", "sampler": "heun", "scale": 1.0}, "scale"),
         ({"variant": "density", "sampler": "heun", "scale": 0.0}, "scale"),
         ({"variant": "density", "sampler": "heun", "target_log_p": math.nan}, "target_log_p"),
@@ -133,3 +133,11 @@ def test_bad_requests_name_their_field(plain_model, kwargs, field):
     with pytest.raises(RequestError) as e:
         make_plan(plain_model, **kwargs)
     assert e.value.field == field and e.value.allowed
+
+
+@pytest.mark.parametrize(
+    ("variant", "sampler"), [("density", "heun"), ("prior", "heun"), ("fixed", "ddpm")]
+)
+def test_a_variant_without_a_sampler_runs_on_its_default(density_model, variant, sampler):
+    """density and prior refuse ddpm, so a request that names no sampler gets heun, not a 422."""
+    assert make_plan(density_model, variant, steps=10).sampler.name == sampler

@@ -20,8 +20,6 @@ from service.serving.registry import describe
 
 router = APIRouter(tags=["catalog"])
 PAPER_T = 100
-# the samplers a kind of variant runs with (core/sampling.py checks; prior: ddim with eta 0)
-VARIANT_SAMPLERS = {"density": ("heun",), "prior": ("ddim", "heun", "dpmpp_2m")}
 
 
 @router.get("/variants", response_model=VariantsResponse)
@@ -40,7 +38,7 @@ async def variants(state: StateDep) -> VariantsResponse:
             kind=v.kind,
             scale_range=list(v.scale_range),
             gradients=sorted(GRADIENTS) if v.needs_gradient else [],
-            samplers=sorted(VARIANT_SAMPLERS.get(v.kind, SAMPLERS)),
+            samplers=list(v.samplers or SAMPLERS),
         )
         for v in VARIANTS.values()
     ]

@@ -46,21 +46,20 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         job.plan.evaluations,
     )
     ev = await run_in_threadpool(score, model, result, body.k)
+    sampler = job.plan.sampler.name
     nll = await heldout_nll_bits(state, model)
     if nll is not None and body.model is None and model.objective == "plain":
         state.metrics.on_nll(body.dataset, nll)
     kl = None if math.isnan(ev.kl_bits) else ev.kl_bits
     if kl is not None and body.model is None:
         # the gauges (and the KL alert) follow the default models only
-        state.metrics.on_evaluated(
-            body.dataset, ev.variant, body.sampler, kl, ev.seconds_per_sample
-        )
-        state.metrics.on_coverage(body.dataset, ev.variant, body.sampler, ev.precision, ev.recall)
+        state.metrics.on_evaluated(body.dataset, ev.variant, sampler, kl, ev.seconds_per_sample)
+        state.metrics.on_coverage(body.dataset, ev.variant, sampler, ev.precision, ev.recall)
     finite_log_p = None if job.log_p is None else job.log_p[np.isfinite(job.log_p)]
     state.metrics.on_sampled(
         body.dataset,
         ev.variant,
-        body.sampler,
+        sampler,
         job.n,
         job.nonfinite,
         job.queue_seconds,
@@ -87,7 +86,7 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         scale=ev.scale,
         seed=done.seed,
         steps=done.steps,
-        sampler=body.sampler,
+        sampler=sampler,
         evaluations=job.plan.evaluations,
         model=model.id,
         model_name=model.name,
