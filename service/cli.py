@@ -289,7 +289,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--sections",
         nargs="+",
         default=None,
-        choices=["sampler", "service", "schedulers", "overload", "training"],
+        choices=["sampler", "guidance", "service", "schedulers", "overload", "training"],
     )
     p.set_defaults(func=_bench)
 

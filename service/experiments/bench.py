@@ -1,8 +1,9 @@
 """`dgs bench`: speed as ratios measured side by side in one run (never absolute targets in tests).
 
 Sections: the dense-matmul roofline; sampler throughput per variant and n against it, and
-the guided/baseline overhead; the real server under concurrent load with batching on and
-off; step-level against request-level batching under Poisson arrivals; training speed.
+the guided/baseline overhead; each guidance method's cost per sample (guidance_bench.py); the
+real server under concurrent load with batching on and off; step-level against request-level
+batching under Poisson arrivals; training speed.
 Writes bench.json and bench.md.
 """
 
@@ -26,6 +27,7 @@ from service.core.model import ReadyModel
 from service.core.network import DenoiserConfig, flops_per_row
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
+from service.experiments import guidance_bench
 from service.experiments.loadgen import closed_loop, poisson
 from service.experiments.machine import machine
 from service.experiments.overload import idle_throughput, storm
@@ -34,7 +36,7 @@ from service.experiments.serving import running_server
 VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
 SIZES = (1, 64, 1000, 10_000)
 STEPS = 100
-SECTIONS = ("sampler", "service", "schedulers", "overload", "training")
+SECTIONS = ("sampler", "guidance", "service", "schedulers", "overload", "training")
 
 
 def _time(fn, repeats: int) -> float:
@@ -233,6 +235,7 @@ def bench(
     model = CheckpointStore(store).load_ready("moons-density", device)
     total = (
         len(SIZES) * len(VARIANTS) * ("sampler" in sections)
+        + guidance_bench.methods_count() * ("guidance" in sections)
         + 12 * ("service" in sections)
         + 12 * ("schedulers" in sections)
         + 2 * ("overload" in sections)
@@ -243,6 +246,10 @@ def bench(
     peak = report["matmul_flops"]["peak"]
     if "sampler" in sections:
         report["sampler"] = sampler_throughput(model, peak, bar)
+    if "guidance" in sections:
+        report["guidance"] = guidance_bench.guidance_cost(
+            CheckpointStore(store), device, bar, quick
+        )
     if "service" in sections:
         report["service"] = service_load(Path(store), model, bar, device)
     if "schedulers" in sections:

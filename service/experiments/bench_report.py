@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service.experiments import guidance_bench
+
 
 def _target(ok: bool) -> str:
     return "met" if ok else "**missed**"
@@ -144,6 +146,8 @@ def render(report: dict) -> str:
     ]
     if "sampler" in report:
         lines += _sampler(report["sampler"])
+    if "guidance" in report:
+        lines += guidance_bench.render(report["guidance"])
     if "service" in report:
         lines += _service(report["service"])
     if "schedulers" in report:

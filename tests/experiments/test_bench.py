@@ -15,3 +15,21 @@ def test_bench_writes_its_report(tmp_path):
     assert 0 < t["roofline_fraction"] < 1.5  # measured against a measured peak; not a target
     md = (tmp_path / "bench.md").read_text()
     assert "## Training" in md and "Sampler throughput" not in md
+
+
+def test_the_guidance_section_times_every_method_against_its_models_baseline():
+    import torch
+
+    from service.core.store import CheckpointStore
+    from service.experiments import guidance_bench
+    from tests.conftest import SHIPPED_STORE
+
+    rows = guidance_bench.guidance_cost(
+        CheckpointStore(SHIPPED_STORE), torch.device("cpu"), n=64, rounds=1, steps=8
+    )
+    assert len(rows) == guidance_bench.methods_count()
+    for r in rows:
+        assert r["seconds_per_sample"] > 0 and r["over_baseline"] > 0
+        assert (r["over_baseline"] == 1.0) == (r["variant"] == "baseline")
+    md = "\n".join(guidance_bench.render(rows))
+    assert "moons-energy-improved | density |  | heun" in md and "`score` gradient" in md
