@@ -244,8 +244,12 @@ def _reproduce(args: argparse.Namespace) -> int:
         datasets=args.datasets,
         recipe=args.recipe,
         retrain=args.retrain,
+        what_works_n=args.what_works_n,
+        what_works_steps=args.what_works_steps,
     )
     print((Path(args.out) / "table1.md").read_text())
+    if args.what_works_n:
+        print((Path(args.out) / "what_works.md").read_text())
     print(f"{len(cells)} cells; tables, sweep.csv and figures in {args.out}/")
     return 0
 
@@ -260,6 +264,18 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=None)
     p.add_argument("--recipe", default="paper", help="which recipe's models (default: paper)")
     p.add_argument("--retrain", action="store_true", help="retrain the models first")
+    p.add_argument(
+        "--what-works-n",
+        type=_seed,  # an integer >= 0
+        default=5_000,
+        help="samples per cell of the second table, 'what works' (0: skip it)",
+    )
+    p.add_argument(
+        "--what-works-steps",
+        type=_positive,
+        default=None,
+        help="reverse steps of its cells (default: the models' T)",
+    )
     p.set_defaults(func=_reproduce)
 
 

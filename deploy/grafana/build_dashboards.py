@@ -183,6 +183,23 @@ LATENCY_ROWS: dict[str, list[PanelSpec]] = {
             unit="s",
         ),
         PanelSpec(
+            "Coverage: precision and recall",
+            "Improved precision (samples inside the data's k-NN manifold) and recall (data "
+            "inside the samples'), latest POST /evaluate on a default model: uneven coverage "
+            "shows as recall falling while precision holds.",
+            (
+                Query("sampler_precision", "precision {{dataset}} {{variant}}"),
+                Query("sampler_recall", "recall {{dataset}} {{variant}}"),
+            ),
+            unit="percentunit",
+        ),
+        PanelSpec(
+            "Mean log-density of the samples",
+            "Under their own model, nats (exact ODE likelihood of a subset, or variant "
+            "density's tracked values): guidance toward the modes raises it.",
+            (Query("sampler_mean_log_p", "{{dataset}} {{variant}}"),),
+        ),
+        PanelSpec(
             "Loaded models",
             "One per loaded checkpoint, by dataset.",
             (Query("count by (dataset) (sampler_model_info)", "{{dataset}}"),),

@@ -160,6 +160,13 @@ class Metrics:
             ["dataset", "variant", "sampler"],
             registry=r,
         )
+        self.mean_log_p = Gauge(
+            "sampler_mean_log_p",
+            "Mean log-density of the samples under their model (nats) in the latest /evaluate: "
+            "the exact ODE likelihood of a subset, or variant density's tracked values.",
+            ["dataset", "variant", "sampler"],
+            registry=r,
+        )
         self.nll = Gauge(
             "sampler_nll_bits_per_dim",
             "Held-out negative log-likelihood of the default plain model (probability-flow "
@@ -229,6 +236,10 @@ class Metrics:
         if not (math.isnan(precision) or math.isnan(recall)):
             self.precision.labels(dataset, variant, sampler).set(precision)
             self.recall.labels(dataset, variant, sampler).set(recall)
+
+    def on_log_p(self, dataset: str, variant: str, sampler: str, mean_log_p: float) -> None:
+        if math.isfinite(mean_log_p):
+            self.mean_log_p.labels(dataset, variant, sampler).set(mean_log_p)
 
     def on_nll(self, dataset: str, bits_per_dim: float) -> None:
         self.nll.labels(dataset).set(bits_per_dim)

@@ -3,7 +3,8 @@
 For each dataset: baseline on the plain model (the paper's Baseline), baseline on the density
 model (separates the training failure from the guidance), and fixed, adaptive, smoothed,
 minimal on the density model, at default scales. Every cell is sampled and scored by
-`core.evaluation.evaluate`, the code behind `POST /evaluate`. Then a guidance-scale sweep.
+`core.evaluation.evaluate`, the code behind `POST /evaluate`. Then a guidance-scale sweep, and
+the second table, "what works" (experiments/what_works.py): guidance with consistent densities.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from service.core.model import ReadyModel
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
 from service.experiments import figures as fig
+from service.experiments import what_works as ww
 from service.experiments.machine import describe
 from service.experiments.paper import BASELINE_KL, GRID, paper_cell
 
@@ -114,6 +116,8 @@ def reproduce(
     recipe: str = "paper",
     retrain: bool = False,
     figures: bool = True,
+    what_works_n: int = 5_000,
+    what_works_steps: int | None = None,
 ) -> list[Cell]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,7 +173,21 @@ def reproduce(
             out / "loss_curves.png",
         )
         fig.scale_sweep(sweep_rows, out / "scale_sweep.png")
+    if what_works_n:
+        second_table(ckpts, datasets, what_works_n, seed, what_works_steps, out)
     return cells
+
+
+def second_table(
+    store: CheckpointStore, datasets: list[str], n: int, seed: int, steps: int | None, out: Path
+) -> None:
+    """Issue 12's "what works" table and figures (experiments/what_works.py), where the store
+    has the plain, density and energy models it compares; else a note that says which lack."""
+    missing = [m for m in ww.required_models(datasets) if m not in store.names()]
+    if missing:
+        (out / "what_works.md").write_text(f"Not run: the store lacks {', '.join(missing)}.\n")
+        return
+    ww.what_works(out, n, seed, store.root, datasets, steps=steps)
 
 
 IMPROVED = "improved"

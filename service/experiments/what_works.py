@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,8 +54,7 @@ CELLS: list[tuple[str, str, str | None, float | None, str]] = [
     *(("energy", "density", None, q, "heun") for q in QUANTILES),
 ]
 GRID_SPACING = 0.005  # the normaliser's grid; below the data's finest features (0.03-0.09)
-# samples of each density cell whose exact ODE likelihood is computed
-EXACT_CHECK = int(os.environ.get("DGS_EXACT_CHECK", "60"))
+EXACT_CHECK = 60  # samples of each density cell whose exact ODE likelihood is computed
 
 
 @dataclass
@@ -130,7 +128,18 @@ def energy_checks(store: CheckpointStore, datasets: list[str], heldout: int) -> 
     return out
 
 
-def run_cells(store: CheckpointStore, datasets: list[str], n: int, seed: int):
+def required_models(datasets: list[str]) -> list[str]:
+    return [m.format(d=d) for d in datasets for m in MODELS.values()]
+
+
+def run_cells(
+    store: CheckpointStore,
+    datasets: list[str],
+    n: int,
+    seed: int,
+    steps: int | None = None,
+    exact_check: int = EXACT_CHECK,
+):
     rows, samples = [], {}
     bar = tqdm(total=len(datasets) * len(CELLS), desc="what works", unit="cell")
     for d in datasets:
@@ -141,7 +150,7 @@ def run_cells(store: CheckpointStore, datasets: list[str], n: int, seed: int):
         for kind, variant, gradient, scale, sampler in CELLS:
             bar.set_postfix_str(f"{d} {kind} {variant} {gradient or ''} {scale}")
             model = models[kind]
-            result = sample(model, variant, scale, n, seed, None, sampler, None, gradient)
+            result = sample(model, variant, scale, n, seed, steps, sampler, None, gradient)
             ev = score(model, result)
             row = Row(
                 d,
@@ -161,10 +170,10 @@ def run_cells(store: CheckpointStore, datasets: list[str], n: int, seed: int):
                 target = result.target_log_p
                 row.target_log_p = target
                 row.tracked_within = float(np.mean(np.abs(result.log_p - target) < 0.5))
-                subset = result.samples[:EXACT_CHECK]
+                subset = result.samples[:exact_check]
                 exact = model_log_likelihood(model, subset).log_density
                 row.exact_within = float(np.mean(np.abs(exact - target) < 0.5))
-                row.exact_minus_tracked_sd = float(np.nanstd(exact - result.log_p[:EXACT_CHECK]))
+                row.exact_minus_tracked_sd = float(np.nanstd(exact - result.log_p[:exact_check]))
                 samples[d, kind, "targets", scale] = (target, exact)
             rows.append(row)
             samples[d, kind, variant, gradient, scale] = result.samples
@@ -276,6 +285,8 @@ def what_works(
     datasets: list[str] | None = None,
     heldout: int = 300,
     checks: bool = True,
+    steps: int | None = None,
+    exact_check: int = EXACT_CHECK,
 ) -> list[Row]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -283,7 +294,7 @@ def what_works(
     ckpts = CheckpointStore(store)
     start = time.perf_counter()
     energy = energy_checks(ckpts, datasets, heldout) if checks else []
-    rows, samples = run_cells(ckpts, datasets, n, seed)
+    rows, samples = run_cells(ckpts, datasets, n, seed, steps, exact_check)
     write(rows, energy, out)
     figures(rows, samples, datasets, out)
     (out / "what_works_machine.txt").write_text(

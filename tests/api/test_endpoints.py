@@ -83,6 +83,23 @@ def test_evaluate(server):
     assert body["seconds_per_sample"] == pytest.approx(body["sampling_seconds"] / 2000)
 
 
+def test_evaluate_mean_log_p_is_the_exact_likelihood_of_its_first_samples(server):
+    """Issue 12: /evaluate reports the samples' mean log-density under their model; it must be
+    /loglik's answer for the same points (the same samples: same body, same seed)."""
+    body = {"dataset": "moons", "n": 300, "seed": 4}
+    r = server.post("/evaluate", json={**body, "log_p_samples": 40})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["mean_log_p_method"] == "ode" and got["mean_log_p_n"] == 40
+    npy = server.post("/sample", json=body, headers={"accept": "application/x-npy"})
+    points = np.load(io.BytesIO(npy.content))[:40].tolist()  # float32 -> exact floats
+    want = server.post("/loglik", json={"dataset": "moons", "points": points}).json()
+    assert got["mean_log_p"] == pytest.approx(want["mean_log_density"], abs=1e-6)
+    off = server.post("/evaluate", json={**body, "log_p_samples": 0}).json()
+    assert off["mean_log_p"] is None and off["mean_log_p_n"] == 0
+    assert "log_p_samples" in errors(server.post("/evaluate", json={**body, "log_p_samples": 2001}))
+
+
 def test_variants_lists_every_variant_and_the_loaded_datasets(server):
     body = server.get("/variants").json()
     assert {v["name"] for v in body["variants"]} == set(VARIANTS)

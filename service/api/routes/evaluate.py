@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import numpy as np
@@ -9,18 +10,43 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.body_guard import require_json
-from service.api.routes.loglik import heldout_nll_bits
+from service.api.routes.loglik import ATOL, RTOL, heldout_nll_bits
 from service.api.schemas import EvaluateRequest, EvaluateResponse, error_responses
-from service.api.state import StateDep
+from service.api.state import AppState, StateDep
 from service.api.submission import run_job
 from service.core.evaluation import score
+from service.core.likelihood import model_log_likelihood
+from service.core.model import ReadyModel
 from service.core.sampling import SampleResult
+from service.serving.job import Job
 
 router = APIRouter(tags=["sampling"])
 
 
 def _or_none(value: float) -> float | None:
     return None if math.isnan(value) else value
+
+
+# Samples beyond this are no points of the data's scale (a diverged guided run reaches 1e3-1e6),
+# and the adaptive solver would spend its steps on them.
+LOG_P_BOUND = 100.0
+
+
+async def _samples_log_p(
+    state: AppState, model: ReadyModel, job: Job, count: int
+) -> tuple[np.ndarray | None, str | None]:
+    """The samples' log-density under the model: density's own tracked values, or the exact
+    ODE likelihood of the first `count` finite samples, queued on the likelihood thread."""
+    if job.log_p is not None:
+        return job.log_p[np.isfinite(job.log_p)], "tracked"
+    points = job.samples[np.isfinite(job.samples).all(axis=1)]
+    points = points[(np.abs(points) <= LOG_P_BOUND).all(axis=1)][:count]
+    if not count or not len(points):
+        return None, None
+    result = await asyncio.wrap_future(
+        state.loglik_pool.submit(model_log_likelihood, model, points.astype(np.float64), RTOL, ATOL)
+    )
+    return result.log_density[result.finite], "ode"
 
 
 @router.post(
@@ -55,7 +81,9 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         # the gauges (and the KL alert) follow the default models only
         state.metrics.on_evaluated(body.dataset, ev.variant, sampler, kl, ev.seconds_per_sample)
         state.metrics.on_coverage(body.dataset, ev.variant, sampler, ev.precision, ev.recall)
-    finite_log_p = None if job.log_p is None else job.log_p[np.isfinite(job.log_p)]
+    log_p, method = await _samples_log_p(state, model, job, body.log_p_samples)
+    if log_p is not None and len(log_p) and body.model is None:
+        state.metrics.on_log_p(body.dataset, ev.variant, sampler, float(log_p.mean()))
     state.metrics.on_sampled(
         body.dataset,
         ev.variant,
@@ -69,9 +97,9 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         kl_bits=kl,
         precision=_or_none(ev.precision),
         recall=_or_none(ev.recall),
-        mean_log_p=float(finite_log_p.mean())
-        if finite_log_p is not None and len(finite_log_p)
-        else None,
+        mean_log_p=float(log_p.mean()) if log_p is not None and len(log_p) else None,
+        mean_log_p_method=method,
+        mean_log_p_n=0 if log_p is None else len(log_p),
         target_log_p=job.plan.final_target,
         gradient=job.plan.gradient,
         nll_bits=nll,
