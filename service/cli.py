@@ -267,7 +267,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--what-works-n",
         type=_seed,  # an integer >= 0
-        default=5_000,
+        default=2_000,
         help="samples per cell of the second table, 'what works' (0: skip it)",
     )
     p.add_argument(

@@ -199,15 +199,20 @@ def overload(store: Path, bar: tqdm, device: torch.device, quick: bool) -> dict:
 
 
 def training_speed(peak: float, steps: int = 1000) -> dict:
-    """The worker's speed (it trains on the CPU) against the CPU's forward+backward roofline."""
+    """The worker's speed (it trains on the CPU) against the CPU's forward+backward roofline,
+    and the energy objective's double backward against the plain objective, side by side."""
     from service.worker.recipes import train_config
     from service.worker.train import train
 
-    config = replace(train_config("paper", "plain"), steps=steps, kl_samples=200)
-    with tempfile.TemporaryDirectory() as out:
-        manifest = train("moons", config, out=out, progress=False)
-    seconds_per_1000 = manifest["train_seconds"] / steps * 1000
+    def seconds(recipe: str, objective: str) -> float:
+        config = replace(train_config(recipe, objective), steps=steps, kl_samples=200)
+        with tempfile.TemporaryDirectory() as out:
+            return train("moons", config, out=out, progress=False)["train_seconds"]
+
+    seconds_per_1000 = seconds("paper", "plain") / steps * 1000
+    improved_plain, energy = seconds("improved", "plain"), seconds("improved", "energy")
     # forward + backward with weight gradients: ~3x the forward's FLOPs, full first layer
+    config = train_config("paper", "plain")
     flops = 3 * flops_per_row(DenoiserConfig(), cached_time=False) * config.batch_size
     roofline_s = 1000 * flops / peak
     return {
@@ -217,6 +222,8 @@ def training_speed(peak: float, steps: int = 1000) -> dict:
         "roofline_seconds_per_1000": roofline_s,
         "roofline_fraction": roofline_s / seconds_per_1000,
         "batch_size": config.batch_size,
+        "energy_seconds_per_1000_steps": energy / steps * 1000,
+        "energy_over_plain": energy / improved_plain,
     }
 
 

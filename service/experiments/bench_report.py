@@ -164,5 +164,9 @@ def render(report: dict) -> str:
             f"matmul peak is {t['roofline_seconds_per_1000']:.2f} s: "
             f"{t['roofline_fraction']:.0%} of it.",
             "",
+            f"The energy objective (eps = -sigma grad E, so the loss needs a double backward): "
+            f"{t['energy_seconds_per_1000_steps']:.1f} s per 1,000 steps, "
+            f"{t['energy_over_plain']:.2f}x the plain objective on the same recipe.",
+            "",
         ]
     return "\n".join(lines)

@@ -116,7 +116,7 @@ def reproduce(
     recipe: str = "paper",
     retrain: bool = False,
     figures: bool = True,
-    what_works_n: int = 5_000,
+    what_works_n: int = 2_000,
     what_works_steps: int | None = None,
 ) -> list[Cell]:
     out = Path(out)

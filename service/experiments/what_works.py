@@ -1,6 +1,6 @@
 """Issue 12's measurements: the energy models, and which density-based guidance works.
 
-    python -m service.experiments.what_works [--n 5000] [--out results]
+    python -m service.experiments.what_works [--n 2000] [--out results]
 
 Writes to `out`:
 - energy.md: each energy model beside its dataset's improved plain model (baseline KL,
@@ -289,7 +289,7 @@ def figures(rows: list[Row], samples: dict, datasets: list[str], out: Path) -> N
 
 def what_works(
     out: str | Path = "results",
-    n: int = 5_000,
+    n: int = 2_000,
     seed: int = 0,
     store: str | Path = "model_store",
     datasets: list[str] | None = None,
@@ -323,7 +323,7 @@ def what_works(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results")
-    p.add_argument("--n", type=int, default=5_000)
+    p.add_argument("--n", type=int, default=2_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heldout", type=int, default=300)
     p.add_argument("--datasets", nargs="+", default=None)

@@ -13,6 +13,7 @@ def test_bench_writes_its_report(tmp_path):
     t = saved["training"]
     assert t == report["training"] and t["seconds_per_1000_steps"] > 0
     assert 0 < t["roofline_fraction"] < 1.5  # measured against a measured peak; not a target
+    assert t["energy_over_plain"] > 0 and "double backward" in (tmp_path / "bench.md").read_text()
     md = (tmp_path / "bench.md").read_text()
     assert "## Training" in md and "Sampler throughput" not in md
 
