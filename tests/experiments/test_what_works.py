@@ -8,6 +8,7 @@ import math
 import shutil
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from service.experiments import what_works as ww
@@ -88,3 +89,20 @@ def test_reproduce_names_the_models_it_lacks(tiny_store, tmp_path):
     second_table(CheckpointStore(tiny_store), ["moons"], 100, 0, 5, tmp_path)
     note = (tmp_path / "what_works.md").read_text()
     assert note.startswith("Not run") and "moons-energy-improved" in note
+
+
+def test_the_data_yardstick_is_the_kde_of_the_data(monkeypatch):
+    """Known answer: a KDE of N(0, s^2 I) data with kernel width h is, in expectation, the
+    density of N(0, (s^2 + h^2) I); with 100,000 points it matches to a few hundredths."""
+    s, h = 0.5, 0.2
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(ww, "get_dataset", lambda name, n, seed: rng.normal(0, s, (n, 2)))
+    log_density = ww.data_log_density("gaussian", bandwidth=h)
+    x = np.array([[0.0, 0.0], [0.3, -0.2], [0.8, 0.5], [np.nan, 1.0]])
+    var = s**2 + h**2
+    exact = -0.5 * (x[:3] ** 2).sum(axis=1) / var - math.log(2 * math.pi * var)
+    got = log_density(x)
+    assert got.shape == (3,)  # the non-finite row is left out
+    np.testing.assert_allclose(got, exact, atol=0.03)
+    far = log_density(np.array([[40.0, 0.0]]))
+    assert np.isfinite(far).all() and far[0] < -1000  # very low, never -inf
