@@ -55,12 +55,18 @@ def predict(
 # bits with ReLU, 0.29 with SiLU), and the gradient multiplies each coordinate feature by its
 # frequency, so finer features cost more than they give (SiLU at scale 100, 50, 25: KL 0.29,
 # 0.09, 0.02 on moons; 0.27 and 0.25 on dino at 50 and 25).
+# Circle's 16 blobs of radius 0.09 are the finest features: at scale 25 its energy model
+# reached KL 0.249 bits (0.196 after twice the training), at 50 0.124 (its plain model: 0.065).
 ENERGY_NETWORK = {"out_dim": 1, "activation": "silu", "coord_scale": 25.0}
+ENERGY_COORD_SCALE = {"circle": 50.0}
 
 
-def network_config(recipe: Recipe, objective: str) -> DenoiserConfig:
+def network_config(recipe: Recipe, objective: str, dataset: str | None = None) -> DenoiserConfig:
     """The energy network outputs one scalar, E's learned part; the others eps (2) + log p_hat."""
-    return replace(recipe.model, **ENERGY_NETWORK) if objective == "energy" else recipe.model
+    if objective != "energy":
+        return recipe.model
+    scale = ENERGY_COORD_SCALE.get(dataset, ENERGY_NETWORK["coord_scale"])
+    return replace(recipe.model, **{**ENERGY_NETWORK, "coord_scale": scale})
 
 
 def objective_loss(
@@ -153,7 +159,7 @@ def train(
     torch.manual_seed(config.seed)
     schedule = make_schedule(recipe.schedule)
     data = torch.from_numpy(get_dataset(dataset))
-    network = Denoiser(network_config(recipe, config.objective))
+    network = Denoiser(network_config(recipe, config.objective, dataset))
     ema = EMA(network, config)
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
