@@ -295,13 +295,17 @@ def figures(rows: list[Row], samples: dict, datasets: list[str], out: Path) -> N
     fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3))
     for ax, d in zip(np.atleast_1d(axes), datasets, strict=True):
         for kind, marker in (("plain", "o"), ("energy", "s")):
-            for q in QUANTILES:
+            for i, q in enumerate(QUANTILES):
                 target, exact = samples[d, kind, "targets", q]
-                ax.scatter(np.full(len(exact), target), exact, s=6, marker=marker, alpha=0.5)
+                label = f"{kind} model" if i == 0 else None
+                ax.scatter(
+                    np.full(len(exact), target), exact, s=6, marker=marker, alpha=0.5, label=label
+                )
         lo, hi = ax.get_xlim()
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_title(f"{d}: exact log p vs target", fontsize=9)
         ax.set_xlabel("requested log p (nats)")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "density_targets.png", dpi=110)
     plt.close(fig)
