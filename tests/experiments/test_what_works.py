@@ -76,7 +76,9 @@ def test_density_cells_report_their_targets(table):
 def test_energy_checks_and_figures(table):
     out, _ = table
     energy = (out / "energy.md").read_text().splitlines()
-    assert len(energy) == 3 and energy[2].startswith("| moons |")
+    assert energy[2].startswith("| moons |") and energy[3] == ""
+    levels = [line for line in energy[4:] if line.startswith("| moons |")]
+    assert [line.split("|")[2].strip() for line in levels] == [str(t) for t in ww.CHECK_LEVELS]
     for name in ("what_works_samples.png", "coverage_vs_scale.png", "density_targets.png"):
         image = matplotlib.image.imread(out / name)
         assert image.shape[0] > 150 and image.shape[1] > 150, name
