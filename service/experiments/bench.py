@@ -254,8 +254,9 @@ def bench(
     if "sampler" in sections:
         report["sampler"] = sampler_throughput(model, peak, bar)
     if "guidance" in sections:
+        n, rounds = (2_000, 2) if quick else (guidance_bench.N, 3)
         report["guidance"] = guidance_bench.guidance_cost(
-            CheckpointStore(store), device, bar, quick
+            CheckpointStore(store), device, bar, n=n, rounds=rounds
         )
     if "service" in sections:
         report["service"] = service_load(Path(store), model, bar, device)
