@@ -219,14 +219,13 @@ def model_log_likelihood(
     atol: float = 1e-5,
     batch: int | None = None,
     method: str = "RK23",
-    at_first_level: bool = False,
     at_level: int | None = None,
 ) -> Likelihood:
     """log p(points) in nats under the model's probability-flow ODE and its sampler's prior.
 
-    `at_first_level`: the density of x_t at the schedule's first noise level (t = 0) instead
-    of the clean data's: the quantity an energy model's E(x, 0) and Density Guidance's
-    tracked log-density stand for; `at_level` t: the density of x_t at timestep t.
+    `at_level` t: the density of x_t at timestep t instead of the clean data's (t = 0, the
+    schedule's first noise level, is what an energy model's E(x, 0) and Density Guidance's
+    tracked log-density stand for).
 
     The ODE runs from the data (sigma = 0 exactly; t is held at 0 below sigma(0)) to
     sigma(T-1) of the full, unrespaced schedule, where the prior is the sampler's own start,
@@ -237,8 +236,6 @@ def model_log_likelihood(
     config = model.schedule.config
     levels = noise_levels(config)
     points = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points)
-    if at_first_level:
-        at_level = 0
     start = float(levels[at_level]) if at_level is not None else 0.0
     # y = x sqrt(1 + sigma^2); log p_x(x) = log p_y(y) + (d/2) log(1 + sigma^2)
     jacobian = 0.5 * points.shape[-1] * math.log1p(start**2)

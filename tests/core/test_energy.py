@@ -81,7 +81,7 @@ def test_ode_likelihood_of_an_energy_model_is_the_gaussian_density():
     model's likelihood under the sampler's N(0, I) prior is known in closed form."""
     model = gaussian_energy_model()
     x = np.array([[0.0, 0.0], [1.5, -1.0], [-3.0, 2.0]])
-    got = model_log_likelihood(model, x, at_first_level=True).log_density
+    got = model_log_likelihood(model, x, at_level=0).log_density
     ab0, ab_end = float(model.schedule.alpha_bar[0]), float(model.schedule.alpha_bar[-1])
     s0, s_end = math.sqrt(1 / ab0 - 1), math.sqrt(1 / ab_end - 1)
     d2 = DATA_STD**2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 
 import numpy as np
@@ -10,12 +9,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.body_guard import require_json
-from service.api.routes.loglik import ATOL, RTOL, heldout_nll_bits
+from service.api.routes.loglik import heldout_nll_bits, log_likelihood
 from service.api.schemas import EvaluateRequest, EvaluateResponse, error_responses
 from service.api.state import AppState, StateDep
 from service.api.submission import run_job
 from service.core.evaluation import score
-from service.core.likelihood import model_log_likelihood
 from service.core.model import ReadyModel
 from service.core.sampling import SampleResult
 from service.serving.job import Job
@@ -43,9 +41,7 @@ async def _samples_log_p(
     points = points[(np.abs(points) <= LOG_P_BOUND).all(axis=1)][:count]
     if not count or not len(points):
         return None, None
-    result = await asyncio.wrap_future(
-        state.loglik_pool.submit(model_log_likelihood, model, points.astype(np.float64), RTOL, ATOL)
-    )
+    result = await log_likelihood(state, model, points.astype(np.float64), refuse_when_busy=False)
     return result.log_density[result.finite], "ode"
 
 

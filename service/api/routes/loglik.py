@@ -28,18 +28,27 @@ NLL_POINTS = 500  # held-out points behind /evaluate's nll_bits
 MAX_PENDING = 2  # likelihood requests running or waiting; beyond: 503
 
 
-async def log_likelihood(state: AppState, model: ReadyModel, points: np.ndarray) -> Likelihood:
+async def log_likelihood(
+    state: AppState, model: ReadyModel, points: np.ndarray, refuse_when_busy: bool = True
+) -> Likelihood:
     """On the likelihood thread (one torch thread of its own), not the engine's: an adaptive ODE
-    solve takes seconds to a minute and must not stop every model's denoising steps."""
+    solve takes seconds to a minute and must not stop every model's denoising steps.
+    `refuse_when_busy` False queues behind the solves in hand instead of a 503 (an /evaluate
+    whose samples are already drawn)."""
+    if not refuse_when_busy:  # not counted: what /loglik may queue is its own
+        return await _solve(state, model, points)
     if state.loglik_pending >= MAX_PENDING:
         raise ApiError(503, "the likelihood solver is busy; retry later", {"Retry-After": "10"})
     state.loglik_pending += 1
     try:
-        return await asyncio.wrap_future(
-            state.loglik_pool.submit(model_log_likelihood, model, points, RTOL, ATOL)
-        )
+        return await _solve(state, model, points)
     finally:
         state.loglik_pending -= 1
+
+
+async def _solve(state: AppState, model: ReadyModel, points: np.ndarray) -> Likelihood:
+    solve = state.loglik_pool.submit(model_log_likelihood, model, points, RTOL, ATOL)
+    return await asyncio.wrap_future(solve)
 
 
 async def heldout_nll_bits(state: AppState, model: ReadyModel) -> float | None:
