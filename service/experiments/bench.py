@@ -254,9 +254,9 @@ def bench(
     if "sampler" in sections:
         report["sampler"] = sampler_throughput(model, peak, bar)
     if "guidance" in sections:
-        n, rounds = (2_000, 2) if quick else (guidance_bench.N, 3)
+        size = guidance_bench.QUICK if quick else guidance_bench.FULL
         report["guidance"] = guidance_bench.guidance_cost(
-            CheckpointStore(store), device, bar, n=n, rounds=rounds
+            CheckpointStore(store), device, bar, **size
         )
     if "service" in sections:
         report["service"] = service_load(Path(store), model, bar, device)

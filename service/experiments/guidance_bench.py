@@ -18,6 +18,8 @@ from service.core.sampling import sample
 from service.core.store import CheckpointStore
 
 N = 10_000
+FULL = {"n": N, "rounds": 3}
+QUICK = {"n": 64, "rounds": 1, "steps": 8}  # `dgs bench --quick`: a smoke run, not a figure
 SCORE_TARGET = 1.10
 # (model, variant, gradient, scale): baseline DDPM first on each model, the reference
 METHODS = {
