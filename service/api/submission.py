@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -100,9 +101,28 @@ async def _watch_disconnect(request: Request) -> None:
             return
 
 
-async def run_job(
-    request: Request, state: AppState, body: _Request, n: int, max_n: int
-) -> Finished:
+@dataclass
+class Submitted:
+    """A request taken by its model's batcher, not yet finished."""
+
+    served: ServedModel
+    job: Job
+    future: asyncio.Future
+    seed: int
+    deadline_s: float
+    arrived: float
+
+
+async def submit_job(
+    request: Request,
+    state: AppState,
+    body: _Request,
+    n: int,
+    max_n: int,
+    on_step: Callable[[Job], None] | None = None,
+) -> Submitted:
+    """Validate against the model, plan, and queue: every refusal (422, 503, 504) is raised
+    here, before a stream has sent a byte."""
     arrived = time.perf_counter()
     request.state.dataset, request.state.variant = body.dataset, body.variant
     request.state.sampler = body.sampler or VARIANTS[body.variant].default_sampler
@@ -127,6 +147,7 @@ async def run_job(
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         job = Job(plan, n, seed, time.monotonic() + deadline_s, future_callback(loop, future))
+        job.on_step = on_step
         try:
             served.batcher.submit(job)
             break
@@ -147,28 +168,43 @@ async def run_job(
         except BatcherStopped:
             if attempt:
                 raise ApiError(503, "model reloading, retry", {"Retry-After": "1"}) from None
+    return Submitted(served, job, future, seed, deadline_s, arrived)
+
+
+def result_of(sub: Submitted) -> Finished:
+    """The finished job of a resolved future, or the ApiError its failure maps to."""
+    try:
+        job = sub.future.result()
+    except DeadlineExceeded as e:
+        raise ApiError(504, f"deadline of {sub.deadline_s} s exceeded: {e}") from e
+    except Cancelled as e:
+        raise ApiError(499, str(e)) from e
+    except BatcherStopped as e:
+        raise ApiError(503, str(e), {"Retry-After": "1"}) from e
+    return Finished(sub.served, job, sub.seed, job.plan.steps, time.perf_counter() - sub.arrived)
+
+
+def abandon(sub: Submitted) -> None:
+    """The client is gone or the wait was cut short: free its rows at the next step."""
+    if not sub.future.done():
+        sub.served.batcher.cancel(sub.job)
+        # nobody awaits it now: cancelled, the batcher's late answer is dropped instead
+        # of logged as "Future exception was never retrieved"
+        sub.future.cancel()
+
+
+async def run_job(
+    request: Request, state: AppState, body: _Request, n: int, max_n: int
+) -> Finished:
+    sub = await submit_job(request, state, body, n, max_n)
     watcher = asyncio.create_task(_watch_disconnect(request))
     try:
-        await asyncio.wait({future, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if not future.done():
-            served.batcher.cancel(job)
+        await asyncio.wait({sub.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not sub.future.done():
             raise ApiError(499, "client closed the request")
-        try:
-            job = future.result()
-        except DeadlineExceeded as e:
-            raise ApiError(504, f"deadline of {deadline_s} s exceeded: {e}") from e
-        except Cancelled as e:
-            raise ApiError(499, str(e)) from e
-        except BatcherStopped as e:
-            raise ApiError(503, str(e), {"Retry-After": "1"}) from e
+        return result_of(sub)
     finally:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
-        if not future.done():
-            served.batcher.cancel(job)
-            # nobody awaits it now: cancelled, the batcher's late answer is dropped instead
-            # of logged as "Future exception was never retrieved"
-            future.cancel()
-    steps = plan.steps
-    return Finished(served, job, seed, steps, time.perf_counter() - arrived)
+        abandon(sub)
