@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from service.api.body_guard import require_json
 from service.api.schemas import SampleRequest, SampleResponse, error_responses
-from service.api.state import StateDep
+from service.api.state import AppState, StateDep
 from service.api.submission import Finished, run_job
 
 router = APIRouter(tags=["sampling"])
@@ -80,15 +80,7 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Resp
     """Draw n samples with a guidance variant; batched with concurrent requests step by step."""
     done = await run_job(request, state, body, body.n, state.settings.max_n)
     job, meta = done.job, _meta(done, body)
-    state.metrics.on_sampled(
-        body.dataset,
-        meta["variant"],
-        meta["sampler"],
-        job.n,
-        job.nonfinite,
-        job.queue_seconds,
-        job.compute_seconds,
-    )
+    record(state, done, body)
     if NPY in request.headers.get("accept", ""):
         buf = io.BytesIO()
         np.save(buf, job.samples.astype(np.float32, copy=False), allow_pickle=False)
@@ -99,7 +91,25 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Resp
         }
         headers.update({f"x-{k.replace('_', '-')}": str(v) for k, v in meta["timing"].items()})
         return Response(buf.getvalue(), media_type=NPY, headers=headers)
+    return Response(sample_json(done, body), media_type="application/json")
+
+
+def record(state: AppState, done: Finished, body: SampleRequest) -> None:
+    job = done.job
+    state.metrics.on_sampled(
+        body.dataset,
+        job.plan.variant.name,
+        job.plan.sampler.name,
+        job.n,
+        job.nonfinite,
+        job.queue_seconds,
+        job.compute_seconds,
+    )
+
+
+def sample_json(done: Finished, body: SampleRequest) -> bytes:
+    """/sample's JSON body (also the stream's `result` event)."""
+    job = done.job
     # orjson writes the float32 array directly and turns NaN/inf into null.
-    body_json = {"samples": job.samples, "log_p": job.log_p, **meta}
-    payload = orjson.dumps(body_json, option=orjson.OPT_SERIALIZE_NUMPY)
-    return Response(payload, media_type="application/json")
+    body_json = {"samples": job.samples, "log_p": job.log_p, **_meta(done, body)}
+    return orjson.dumps(body_json, option=orjson.OPT_SERIALIZE_NUMPY)
