@@ -15,8 +15,8 @@ from service.api.body_guard import BodyLimitMiddleware
 from service.api.errors import ApiError, api_error_handler, validation_handler
 from service.api.metrics import Metrics
 from service.api.openapi_limits import served_openapi
-from service.api.routes import admin, catalog, evaluate, health, loglik, sample
-from service.api.schemas import EvaluateRequest, SampleRequest
+from service.api.routes import admin, catalog, evaluate, health, loglik, sample, stream
+from service.api.schemas import EvaluateRequest, SampleRequest, StreamRequest
 from service.api.settings import Settings
 from service.api.state import AppState, load_registry
 from service.api.timing import TimingMiddleware
@@ -70,10 +70,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_exception_handler(
         RequestValidationError,
-        validation_handler({"/sample": SampleRequest, "/evaluate": EvaluateRequest}),
+        validation_handler(
+            {
+                "/sample": SampleRequest,
+                "/sample/stream": StreamRequest,
+                "/evaluate": EvaluateRequest,
+            }
+        ),
     )
     app.add_exception_handler(ApiError, api_error_handler)
-    routers = (sample, evaluate, loglik, catalog, health, admin)
+    routers = (sample, stream, evaluate, loglik, catalog, health, admin)
     for router in (r.router for r in routers):
         app.include_router(router)
     app.openapi = served_openapi(app, settings)

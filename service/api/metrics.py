@@ -36,6 +36,8 @@ LATENCY_BUCKETS = (
 ROW_BUCKETS = (1, 16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384, 65536)
 ENDPOINTS = (
     "sample",
+    "sample_stream",
+    "ui",
     "evaluate",
     "loglik",
     "variants",

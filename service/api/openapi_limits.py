@@ -19,10 +19,14 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from service.api.schemas import EvaluateRequest, SampleRequest
+from service.api.schemas import EvaluateRequest, SampleRequest, StreamRequest
 from service.api.settings import Settings
 
-REQUESTS = {"SampleRequest": SampleRequest, "EvaluateRequest": EvaluateRequest}
+REQUESTS = {
+    "SampleRequest": SampleRequest,
+    "StreamRequest": StreamRequest,
+    "EvaluateRequest": EvaluateRequest,
+}
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
 
@@ -64,9 +68,11 @@ def served_openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str, A
         schemas = doc["components"]["schemas"]
         _exact_bounds(schemas)
         _narrow(schemas, "SampleRequest", "n", settings.max_n)
+        _narrow(schemas, "StreamRequest", "n", settings.max_n)
+        _narrow(schemas, "StreamRequest", "preview_rows", settings.max_preview_rows)
         _narrow(schemas, "EvaluateRequest", "n", settings.max_eval_n)
         loaded = _loaded(app)
-        for model in ("SampleRequest", "EvaluateRequest"):
+        for model in ("SampleRequest", "StreamRequest", "EvaluateRequest"):
             _narrow(schemas, model, "deadline_s", settings.max_deadline_s)
             if loaded:  # before any model is loaded, the whole range
                 _narrow(schemas, model, "steps", max(m.schedule.num_timesteps for m in loaded))

@@ -14,6 +14,7 @@ from service.api.settings import (
     DEADLINE_CEILING,
     K_RANGE,
     N_CEILING,
+    PREVIEW_ROWS_CEILING,
     SCALE_RANGE,
     STEPS_CEILING,
 )
@@ -115,6 +116,33 @@ class SampleRequest(_Request):
         },
     )
     n: int = Field(1000, ge=1, le=N_CEILING, description="Number of samples.")
+
+
+class StreamRequest(SampleRequest):
+    """/sample's body, and how the stream reports: progress and previews every m evaluations."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"dataset": "moons", "n": 1000, "seed": 0, "every": 5, "preview_rows": 128}
+            ]
+        },
+    )
+    every: int | None = Field(
+        None,
+        ge=1,
+        le=STEPS_CEILING,
+        description="A progress and a preview event every this many network evaluations. "
+        "Default: about 25 events per request.",
+    )
+    preview_rows: int = Field(
+        64,
+        ge=0,
+        le=PREVIEW_ROWS_CEILING,
+        description="Rows of x_t and predicted x_0 in each preview (the first rows of the "
+        "request); 0: no previews. At most MAX_PREVIEW_ROWS on this server.",
+    )
 
 
 class EvaluateRequest(_Request):

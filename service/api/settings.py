@@ -18,6 +18,7 @@ STEPS_CEILING = 1000
 DEADLINE_CEILING = 3600.0  # MAX_DEADLINE_S (default 600) may be raised this far, no further
 SCALE_RANGE = (-10.0, 10.0)
 K_RANGE = (1, 50)
+PREVIEW_ROWS_CEILING = 4096
 
 
 class Settings(BaseSettings):
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
     admission: Literal["deadline", "off"] = "deadline"
     # Requests are small JSON objects (the largest legal one is under 1 KiB); the cap is checked
     # while the body streams in, so a 50 MB body costs 64 KiB of memory and a 413.
+    # /sample/stream: rows of x_t and x_0 in one preview event (each row is sent every preview)
+    max_preview_rows: int = Field(512, ge=0, le=PREVIEW_ROWS_CEILING)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
     admin_token: SecretStr | None = None  # unset: /admin/* answers 404

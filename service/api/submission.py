@@ -111,6 +111,7 @@ class Submitted:
     seed: int
     deadline_s: float
     arrived: float
+    rows_ahead: int  # rows queued on its model before it, when it was taken
 
 
 async def submit_job(
@@ -148,6 +149,7 @@ async def submit_job(
         future: asyncio.Future = loop.create_future()
         job = Job(plan, n, seed, time.monotonic() + deadline_s, future_callback(loop, future))
         job.on_step = on_step
+        rows_ahead = served.batcher.queued_rows
         try:
             served.batcher.submit(job)
             break
@@ -168,7 +170,7 @@ async def submit_job(
         except BatcherStopped:
             if attempt:
                 raise ApiError(503, "model reloading, retry", {"Retry-After": "1"}) from None
-    return Submitted(served, job, future, seed, deadline_s, arrived)
+    return Submitted(served, job, future, seed, deadline_s, arrived, rows_ahead)
 
 
 def result_of(sub: Submitted) -> Finished:

@@ -21,6 +21,8 @@ from service.api.metrics import (
 
 PATHS = {
     "/sample": "sample",
+    "/sample/stream": "sample_stream",
+    "/": "ui",
     "/evaluate": "evaluate",
     "/variants": "variants",
     "/samplers": "samplers",

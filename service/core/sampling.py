@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -206,6 +207,10 @@ class RowChunk:
     # starts: a kernel launch per chunk per step was most of a GPU step's time.
     noise: torch.Tensor | None = field(default=None, repr=False)  # (num_steps + 1, rows, 2)
     draws: int = 0
+    # A streamed request's preview rows: each evaluation also leaves its prediction of x_0
+    # here. Off for every other chunk, which then costs nothing extra.
+    preview: bool = False
+    x0: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def done(self) -> bool:
@@ -346,6 +351,8 @@ def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
         alpha = per_row[:n_guided, ALPHA_COL : ALPHA_COL + 1]
         guided_part, new_state = guided_eps(eps[:n_guided], grad, gamma, alpha, previous)
         eps = guided_part if n_guided == total else torch.cat([guided_part, eps[n_guided:]])
+    if any(c.preview for c in ordered):
+        _predict_x0(model, ordered, x, eps, t)
     start = 0
     for run in _runs(ordered):  # consecutive chunks of one sampler
         smp, rows = run[0].plan.sampler, sum(c.rows for c in run)
@@ -379,6 +386,20 @@ def _start(model: ReadyModel, c: RowChunk) -> None:
     if c.plan.lane == DENSITY:
         t = int(c.plan.rows[c.position][T_COL])
         c.tracking = dg.Tracking(dg.start_log_density(model, c.x, t))
+
+
+def _predict_x0(
+    model: ReadyModel, ordered: list[RowChunk], x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor
+) -> None:
+    """x0_hat = (x_t - sqrt(1 - ab_t) eps) / sqrt(ab_t), with the eps the sampler steps on."""
+    sched, start = model.schedule, 0
+    for c in ordered:
+        if c.preview:
+            part = slice(start, start + c.rows)
+            tt = t[part]
+            sigma = sched.sqrt_one_minus_alpha_bar.float()[tt, None]
+            c.x0 = (x[part] - sigma * eps[part]) / sched.sqrt_alpha_bar.float()[tt, None]
+        start += c.rows
 
 
 def _runs(ordered: list[RowChunk]) -> list[list[RowChunk]]:
@@ -445,6 +466,7 @@ def sample(
     eta: float | None = None,
     gradient: str | None = None,
     target_log_p: float | None = None,
+    on_evaluation: Callable[[int, int], None] | None = None,
 ) -> SampleResult:
     """Sample n points with `variant` at `scale` (its default when None) in `steps` steps (T)
     of `sampler`: the batcher's own loop body (`advance`), all chunks at once."""
@@ -453,8 +475,12 @@ def sample(
     plan = make_plan(model, variant, scale, steps, sampler, eta, gradient, target_log_p)
     start = time.perf_counter()
     chunks = make_chunks(plan, n, seed, model.device)
+    done = 0
     while not chunks[0].done:
         advance(model, chunks)
+        done += 1
+        if on_evaluation is not None:  # (evaluations done, of) e.g. a progress bar
+            on_evaluation(done, plan.evaluations)
     out = collect(chunks)  # syncs the device
     seconds = time.perf_counter() - start
     return SampleResult(

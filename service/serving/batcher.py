@@ -303,6 +303,8 @@ class ModelBatcher:
                 job.samples, job.nonfinite = samples, count_nonfinite(samples)
                 job.log_p = collect_log_p(job.chunks)
                 self._finish(job)
+            elif job.on_step is not None:
+                _safe_hook(job.on_step, job)
         self._report_load(active_rows=rows)
 
     def _charge(self, chosen: list[RowChunk], rows: int, seconds: float) -> None:

@@ -55,6 +55,9 @@ class Job:
     cancelled: bool = False
     done_prefix: int = 0  # chunks before this index are finished
     ticket: Ticket | None = None  # its share of the server's admitted work
+    # Called from the engine thread after each step that ran some of its rows and left it
+    # unfinished (a stream's progress and previews); must be quick and must not raise.
+    on_step: Callable[[Job], None] | None = None
 
     def first_unfinished(self) -> int:
         """Index of the first unfinished chunk: chunks start and finish in order, so the
@@ -64,6 +67,15 @@ class Job:
             i += 1
         self.done_prefix = i
         return i
+
+    @property
+    def progress(self) -> float:
+        """Fraction of its row-evaluations done: 0 before its first step, 1 when finished."""
+        total = self.n * self.plan.evaluations
+        if not total or not self.chunks:
+            return 0.0
+        left = sum(c.rows * (c.position + 1) for c in self.chunks)
+        return 1.0 - left / total
 
     @property
     def remaining_rows(self) -> int:
