@@ -145,21 +145,35 @@ def _load_model(args: argparse.Namespace) -> Any:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from service.core.sampling import sample
 
     model = _load_model(args)
-    result = sample(
-        model,
-        args.variant,
-        args.scale,
-        args.n,
-        args.seed,
-        args.steps,
-        args.sampler,
-        args.eta,
-        args.gradient,
-        args.target_log_p,
-    )
+    # stderr, so stdout stays one JSON object; by default only when stderr is a terminal
+    with tqdm(
+        unit="eval",
+        desc=f"n={args.n}",
+        disable=None if args.progress is None else not args.progress,
+    ) as bar:
+
+        def advanced(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = sample(
+            model,
+            args.variant,
+            args.scale,
+            args.n,
+            args.seed,
+            args.steps,
+            args.sampler,
+            args.eta,
+            args.gradient,
+            args.target_log_p,
+            on_evaluation=advanced,
+        )
     _print_json(
         {
             "model": model.name,
@@ -347,6 +361,12 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         "--target-log-p", type=float, default=None, help="variant density: target in nats"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
     p.set_defaults(func=_sample)
 
 

@@ -193,3 +193,13 @@ def test_experiments_without_their_extra_name_it(capsys, monkeypatch, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"dgs {command}: error:") and "\n" not in err
     assert package in err and "[experiments]" in err
+
+
+def test_sample_progress_bar_goes_to_stderr_and_stdout_stays_json(capsys):
+    code, out, err = run(sample_args("--progress"), capsys)
+    assert code == 0, err
+    assert strict_json(out)["n"] == 8
+    assert "3/3" in err and "eval" in err, err  # the bar reached the last of 3 evaluations
+    code, out, err = run(sample_args("--no-progress"), capsys)
+    assert code == 0 and err == "", err
+    assert strict_json(out)["n"] == 8
