@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     admission: Literal["deadline", "off"] = "deadline"
     # Requests are small JSON objects (the largest legal one is under 1 KiB); the cap is checked
     # while the body streams in, so a 50 MB body costs 64 KiB of memory and a 413.
+    # held-out points behind /evaluate's nll_bits, once per model (an ODE solve per point)
+    heldout_nll_points: int = Field(500, ge=10, le=10_000)
     # /sample/stream: rows of x_t and x_0 in one preview event (each row is sent every preview)
     max_preview_rows: int = Field(512, ge=0, le=PREVIEW_ROWS_CEILING)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)

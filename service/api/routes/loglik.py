@@ -24,7 +24,6 @@ from service.core.model import ReadyModel
 
 router = APIRouter(tags=["likelihood"])
 RTOL = ATOL = 1e-5
-NLL_POINTS = 500  # held-out points behind /evaluate's nll_bits
 MAX_PENDING = 2  # likelihood requests running or waiting; beyond: 503
 
 
@@ -52,8 +51,8 @@ async def _solve(state: AppState, model: ReadyModel, points: np.ndarray) -> Like
 
 
 async def heldout_nll_bits(state: AppState, model: ReadyModel) -> float | None:
-    """bits/dim of NLL_POINTS held-out points, once per model id (it does not change); requests
-    that arrive while it runs wait on the same computation."""
+    """bits/dim of HELDOUT_NLL_POINTS held-out points, once per model id (it does not change);
+    requests that arrive while it runs wait on the same computation."""
     task = state.nll_cache.get(model.id)
     if task is None or (task.done() and task.exception() is not None):
         task = asyncio.ensure_future(_nll_bits(state, model))
@@ -62,7 +61,7 @@ async def heldout_nll_bits(state: AppState, model: ReadyModel) -> float | None:
 
 
 async def _nll_bits(state: AppState, model: ReadyModel) -> float | None:
-    points = get_dataset(model.dataset, NLL_POINTS, HELDOUT_SEED)
+    points = get_dataset(model.dataset, state.settings.heldout_nll_points, HELDOUT_SEED)
     result = await log_likelihood(state, model, points)
     finite = result.log_density[result.finite]
     return float(bits_per_dim(finite)) if len(finite) else None
