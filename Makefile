@@ -19,12 +19,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-# Prometheus and promtool for the observability tests (Debian's package; root or sudo).
+# Prometheus and promtool for the observability tests, Chromium and its driver for the
+# playground's browser test (Debian's packages; root or sudo).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_TOOLS := prometheus chromium chromium-driver
 tools:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
-	  ( $(SUDO) apt-get install -y -q --no-install-recommends prometheus || \
-	    ( $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends prometheus ) )
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && \
+	  command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  ( $(SUDO) apt-get install -y -q --no-install-recommends $(APT_TOOLS) || \
+	    ( $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(APT_TOOLS) ) )
 
 run: install
 	$(BIN)/dgs serve --host $(HOST) --port $(PORT)

@@ -41,6 +41,7 @@ ENDPOINTS = (
     "evaluate",
     "loglik",
     "variants",
+    "datasets",
     "samplers",
     "models",
     "healthz",

@@ -33,7 +33,14 @@ PATHS = {
     "/metrics": "metrics",
     "/admin/reload": "reload",
 }
-assert set(PATHS.values()) <= set(ENDPOINTS)
+PREFIXES = {"/datasets/": "datasets"}  # paths with a parameter: a label per route, not per path
+assert set(PATHS.values()) | set(PREFIXES.values()) <= set(ENDPOINTS)
+
+
+def endpoint_of(path: str) -> str | None:
+    if path in PATHS:
+        return PATHS[path]
+    return next((name for prefix, name in PREFIXES.items() if path.startswith(prefix)), None)
 
 
 class TimingMiddleware:
@@ -42,7 +49,7 @@ class TimingMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope, receive, send):
-        endpoint = PATHS.get(scope.get("path", "")) if scope["type"] == "http" else None
+        endpoint = endpoint_of(scope.get("path", "")) if scope["type"] == "http" else None
         if endpoint is None:
             await self.app(scope, receive, send)
             return

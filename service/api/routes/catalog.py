@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import orjson
 import torch
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from service.api.schemas import (
+    DatasetName,
     ModelsResponse,
     SamplerInfo,
     SamplerParamInfo,
@@ -14,12 +19,14 @@ from service.api.schemas import (
     VariantsResponse,
 )
 from service.api.state import StateDep
+from service.core.data import reference_points
 from service.core.guidance import GRADIENTS, VARIANTS
 from service.core.samplers import SAMPLERS
 from service.serving.registry import describe
 
 router = APIRouter(tags=["catalog"])
 PAPER_T = 100
+MAX_POINTS = 10_000
 
 
 @router.get("/variants", response_model=VariantsResponse)
@@ -87,4 +94,20 @@ async def models(state: StateDep) -> ModelsResponse:
     return ModelsResponse(
         models=[describe(s) for _, s in sorted(reg.models.items())],
         unavailable=dict(sorted(reg.failures.items())),
+    )
+
+
+@router.get(
+    "/datasets/{dataset}/points",
+    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+)
+async def dataset_points(
+    dataset: DatasetName,
+    n: Annotated[int, Query(ge=1, le=MAX_POINTS, description="Points to return.")] = 2000,
+) -> Response:
+    """The first n of the points the KL estimator compares samples with (the playground's grey)."""
+    points = reference_points(dataset)[:n]
+    return Response(
+        orjson.dumps({"dataset": dataset, "points": points}, option=orjson.OPT_SERIALIZE_NUMPY),
+        media_type="application/json",
     )

@@ -1,0 +1,140 @@
+"""The playground page in a real browser: Debian's headless Chromium, driven by selenium and
+chromium-driver, against the real server. Skips, saying why, where no browser can start."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from service.client import Client
+from tests.live_server import live_server
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+# README's picture: DGS_SCREENSHOT=docs/figures/playground.png DGS_PLAYGROUND_STORE=model_store
+# DGS_PLAYGROUND_B=density (the shipped models' paper variants land off the plot: their failure)
+SCREENSHOT = os.environ.get("DGS_SCREENSHOT")
+STORE = os.environ.get("DGS_PLAYGROUND_STORE")
+B_VARIANT = os.environ.get("DGS_PLAYGROUND_B", "smoothed")
+
+
+@contextlib.contextmanager
+def chromium():
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("no chromium/chromedriver: `make tools` installs Debian's packages")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--window-size=1024,1000",
+    ):
+        options.add_argument(flag)
+    try:
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
+    except Exception as e:  # noqa: BLE001 - any failure to start is a reason to skip
+        pytest.skip(f"chromium did not start: {str(e).splitlines()[0][:200]}")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def panel(driver, label):
+    return driver.find_element(By.ID, f"panel-{label}")
+
+
+def field(node, name):
+    return node.find_element(By.CSS_SELECTOR, f'[data-field="{name}"]')
+
+
+def stat(node, name):
+    return node.find_element(By.CSS_SELECTOR, f'[data-stat="{name}"]').text
+
+
+def set_value(node, name, value):
+    box = field(node, name)
+    box.clear()
+    box.send_keys(str(value))
+
+
+def wait_state(driver, node, timeout=180):
+    WebDriverWait(driver, timeout).until(lambda _: node.get_attribute("data-state") != "running")
+    return node.get_attribute("data-state")
+
+
+def coloured_pixels(driver, node) -> int:
+    """Pixels of the samples' blue on the panel's canvas (the dataset is grey)."""
+    return driver.execute_script(
+        """const c = arguments[0].querySelector("canvas");
+        const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        let k = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 2] > d[i] + 60 && d[i + 3] > 0) k++;
+        return k;""",
+        node,
+    )
+
+
+def request_of(node) -> dict:
+    body = {"dataset": Select(field(node, "dataset")).first_selected_option.get_attribute("value")}
+    body["variant"] = Select(field(node, "variant")).first_selected_option.get_attribute("value")
+    body["scale"] = float(field(node, "scale").get_attribute("value"))
+    body["n"] = int(field(node, "n").get_attribute("value"))
+    body["seed"] = int(field(node, "seed").get_attribute("value"))
+    return body
+
+
+def test_playground_samples_compares_and_shows_the_apis_numbers(api_store, tmp_path):
+    store = Path(STORE) if STORE else api_store
+    with live_server(store, MAX_ROWS_PER_STEP="1024") as http, chromium() as driver:
+        # panel B's variant from the address, as a shared link would give it
+        driver.get(f"{http.base_url}?b.variant={B_VARIANT}")
+        WebDriverWait(driver, 30).until(
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
+        )
+        a, b = panel(driver, "A"), panel(driver, "B")
+        assert coloured_pixels(driver, a) == 0  # before a run: the dataset alone
+        set_value(a, "n", 800)
+        set_value(a, "seed", 7)
+        set_value(b, "n", 800)
+        set_value(b, "seed", 7)
+        for node in (a, b):
+            node.find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
+        assert wait_state(driver, a) == "done", a.text
+        assert wait_state(driver, b) == "done", b.text
+
+        client = Client(http=http)
+        for node in (a, b):
+            body = request_of(node)
+            assert int(node.find_element(By.TAG_NAME, "canvas").get_attribute("data-drawn")) > 700
+            assert coloured_pixels(driver, node) > 500
+            direct = client.sample(**body)
+            assert stat(node, "nonfinite") == str(direct.meta.nonfinite)
+            assert stat(node, "evaluations") == str(direct.meta.evaluations)
+            kl = client.evaluate(**body, log_p_samples=0).kl_bits
+            assert stat(node, "kl_bits") == f"{kl:.3f}", (body, kl)
+        # A/B: baseline against a guided variant, preset from the address
+        assert request_of(a)["variant"] == "baseline" and request_of(b)["variant"] == B_VARIANT
+        path = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "playground.png"
+        driver.execute_script("window.scrollTo(0, 0)")
+        driver.save_screenshot(str(path))
+        assert path.stat().st_size > 10_000
+
+        # bad input: the API's message, field and allowed range, in the panel, not a blank
+        set_value(a, "n", 0)
+        a.find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
+        assert wait_state(driver, a) == "error"
+        message = a.find_element(By.CSS_SELECTOR, '[data-role="status"]').text
+        assert message.startswith("422") and "n:" in message and "allowed" in message, message
