@@ -27,7 +27,7 @@ from service.core.model import ReadyModel
 from service.core.network import DenoiserConfig, flops_per_row
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
-from service.experiments import guidance_bench
+from service.experiments import guidance_bench, stream_bench
 from service.experiments.loadgen import closed_loop, poisson
 from service.experiments.machine import machine
 from service.experiments.overload import idle_throughput, storm
@@ -36,7 +36,7 @@ from service.experiments.serving import running_server
 VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
 SIZES = (1, 64, 1000, 10_000)
 STEPS = 100
-SECTIONS = ("sampler", "guidance", "service", "schedulers", "overload", "training")
+SECTIONS = ("sampler", "guidance", "service", "stream", "schedulers", "overload", "training")
 
 
 def _time(fn, repeats: int) -> float:
@@ -244,6 +244,7 @@ def bench(
         len(SIZES) * len(VARIANTS) * ("sampler" in sections)
         + guidance_bench.methods_count() * ("guidance" in sections)
         + 12 * ("service" in sections)
+        + len(stream_bench.SIZES) * ("stream" in sections)
         + 12 * ("schedulers" in sections)
         + 2 * ("overload" in sections)
     )
@@ -260,6 +261,9 @@ def bench(
         )
     if "service" in sections:
         report["service"] = service_load(Path(store), model, bar, device)
+    if "stream" in sections:
+        with warm_server(Path(store), "step", device) as base:
+            report["stream"] = stream_bench.stream_cost(base, 2 if quick else 7, bar)
     if "schedulers" in sections:
         report["schedulers"] = step_vs_request(
             Path(store), model, bar, 3.0 if quick else 6.0, device

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.experiments import guidance_bench
+from service.experiments import guidance_bench, stream_bench
 
 
 def _target(ok: bool) -> str:
@@ -150,6 +150,8 @@ def render(report: dict) -> str:
         lines += guidance_bench.render(report["guidance"])
     if "service" in report:
         lines += _service(report["service"])
+    if "stream" in report:
+        lines += stream_bench.render(report["stream"])
     if "schedulers" in report:
         lines += _schedulers(report["schedulers"])
     if "overload" in report:

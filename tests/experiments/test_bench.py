@@ -31,3 +31,19 @@ def test_the_guidance_section_times_every_method_against_its_models_baseline(tmp
         assert (r["over_baseline"] == 1.0) == (r["variant"] == "baseline")
     md = (tmp_path / "bench.md").read_text()
     assert "moons-energy-improved | density |  | heun" in md and "`score` gradient" in md
+
+
+def test_the_stream_section_alternates_sample_and_stream_through_the_client(api_store):
+    from tqdm import tqdm
+
+    from service.experiments import stream_bench
+    from service.experiments.serving import running_server
+
+    with running_server(api_store, MAX_ROWS_PER_STEP="4096") as base:
+        s = stream_bench.stream_cost(base, 1, tqdm(disable=True))
+    assert [r["n"] for r in s["rows"]] == list(stream_bench.SIZES)
+    for r in s["rows"]:
+        # queued + a progress event per evaluation (the tiny models' T) + previews + result
+        assert r["events"] > 50 and r["sample_s"] > 0 and r["stream_over_sample"] > 0
+    md = "\n".join(stream_bench.render(s))
+    assert "stream / sample <=" in md and f"| {stream_bench.SIZES[-1]:,} |" in md
