@@ -309,6 +309,11 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# service.experiments.bench.SECTIONS, spelled here so `dgs --help` needs no experiments extra
+# (tests/test_cli.py holds the two equal)
+BENCH_SECTIONS = ["sampler", "guidance", "service", "stream", "schedulers", "overload", "training"]
+
+
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="speed benchmarks: ratios measured side by side")
     p.add_argument("--out", type=_output_folder, default=".bench")
@@ -319,7 +324,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--sections",
         nargs="+",
         default=None,
-        choices=["sampler", "guidance", "service", "schedulers", "overload", "training"],
+        choices=BENCH_SECTIONS,
     )
     p.set_defaults(func=_bench)
 

@@ -203,3 +203,11 @@ def test_sample_progress_bar_goes_to_stderr_and_stdout_stays_json(capsys):
     code, out, err = run(sample_args("--no-progress"), capsys)
     assert code == 0 and err == "", err
     assert strict_json(out)["n"] == 8
+
+
+def test_bench_offers_every_section_the_bench_has():
+    """`--sections stream` was refused once: the CLI's list had not been told of it."""
+    from service.cli import BENCH_SECTIONS
+    from service.experiments.bench import SECTIONS
+
+    assert tuple(BENCH_SECTIONS) == SECTIONS
