@@ -153,9 +153,8 @@ def _build(cls: type, data: dict) -> Any:
 def _array(rows: list | None) -> np.ndarray | None:
     if rows is None:
         return None
-    return np.array([[np.nan if v is None else v for v in r] for r in rows], np.float32).reshape(
-        -1, 2
-    )
+    # JSON null (a non-finite coordinate) becomes NaN: numpy reads None as NaN for floats
+    return np.asarray(rows, dtype=np.float32).reshape(-1, 2)
 
 
 def samples_from_json(data: dict) -> Samples:
@@ -163,7 +162,7 @@ def samples_from_json(data: dict) -> Samples:
     return Samples(
         _array(data["samples"]),
         _build(SampleMeta, data),
-        None if log_p is None else np.array([np.nan if v is None else v for v in log_p]),
+        None if log_p is None else np.asarray(log_p, dtype=np.float64),
     )
 
 
