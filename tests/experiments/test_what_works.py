@@ -34,10 +34,10 @@ def table(three_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("what_works")
     rows = ww.what_works(
         out,
-        n=300,
+        n=150,
         store=three_models,
         datasets=["moons"],
-        heldout=20,
+        heldout=10,
         steps=10,
         exact_check=4,
         spacing=0.05,  # a coarse grid: the shipped figures use 0.005
