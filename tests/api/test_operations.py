@@ -80,7 +80,8 @@ def test_admin_is_404_without_a_token(server):
 
 def test_metrics_expose_every_metric_after_traffic(server):
     server.post("/sample", json={"dataset": "moons", "variant": "fixed", "n": 32})
-    server.post("/evaluate", json={"dataset": "moons", "variant": "minimal", "n": 500})
+    body = {"dataset": "moons", "variant": "minimal", "n": 500, "log_p_samples": 10}
+    server.post("/evaluate", json=body)
     server.post("/sample", json={"dataset": "moons", "n": 0})
     samples = scrape(server)
     names = {name for name, _ in samples}
