@@ -93,7 +93,7 @@ def resolve_model(state: AppState, dataset: str, objective: str, model: str | No
         raise ApiError(503, str(e), {"Retry-After": "30"}) from e
 
 
-async def _watch_disconnect(request: Request) -> None:
+async def watch_disconnect(request: Request) -> None:
     """Returns when the client goes away (the body is already read, so the next message is it)."""
     while True:
         message = await request.receive()
@@ -199,7 +199,7 @@ async def run_job(
     request: Request, state: AppState, body: _Request, n: int, max_n: int
 ) -> Finished:
     sub = await submit_job(request, state, body, n, max_n)
-    watcher = asyncio.create_task(_watch_disconnect(request))
+    watcher = asyncio.create_task(watch_disconnect(request))
     try:
         await asyncio.wait({sub.future, watcher}, return_when=asyncio.FIRST_COMPLETED)
         if not sub.future.done():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -113,7 +114,9 @@ def test_deadline_mid_stream_is_an_error_event(api_store):
         assert e.value.status == 504
 
 
-def test_overload_is_503_with_retry_after_before_the_stream(api_store):
+@contextlib.contextmanager
+def busy_server(api_store):
+    """A server whose queue holds 2,000 of its 2,500 rows: a request of 1,000 gets 503."""
     with live_server(
         api_store, MAX_N="2000", MAX_QUEUED_ROWS="2500", MAX_ROWS_PER_STEP="256"
     ) as http:
@@ -123,6 +126,11 @@ def test_overload_is_503_with_retry_after_before_the_stream(api_store):
         big.start()
         while value(scrape(http), "sampler_queue_rows", dataset="moons") == 0:
             time.sleep(0.02)
+        yield http, big
+
+
+def test_overload_is_503_with_retry_after_before_the_stream(api_store):
+    with busy_server(api_store) as (http, big):
         r = http.post("/sample/stream", json={"dataset": "moons", "n": 1000})
         big.join()
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
@@ -130,15 +138,7 @@ def test_overload_is_503_with_retry_after_before_the_stream(api_store):
 
 
 def test_client_retries_503_within_its_budget(api_store):
-    with live_server(
-        api_store, MAX_N="2000", MAX_QUEUED_ROWS="2500", MAX_ROWS_PER_STEP="256"
-    ) as http:
-        big = threading.Thread(
-            target=http.post, args=("/sample",), kwargs={"json": {"dataset": "moons", "n": 2000}}
-        )
-        big.start()
-        while value(scrape(http), "sampler_queue_rows", dataset="moons") == 0:
-            time.sleep(0.02)
+    with busy_server(api_store) as (http, big):
         # no budget: the 503 comes straight back, with the server's Retry-After
         with pytest.raises(ServiceError) as e:
             Client(http=http, retries=0).sample("moons", n=1000)

@@ -30,8 +30,8 @@ from service.api.body_guard import require_json
 from service.api.errors import ApiError, field_error
 from service.api.routes.sample import record, sample_json
 from service.api.schemas import StreamRequest, error_responses
-from service.api.state import StateDep
-from service.api.submission import Submitted, _watch_disconnect, abandon, result_of, submit_job
+from service.api.state import AppState, StateDep
+from service.api.submission import Submitted, abandon, result_of, submit_job, watch_disconnect
 from service.core.sampling import T_COL
 from service.serving.job import Job
 
@@ -81,7 +81,9 @@ class _Reporter:
         self.loop.call_soon_threadsafe(self.queue.put_nowait, ("progress", event, preview))
 
 
-async def _events(request: Request, sub: Submitted, queue: asyncio.Queue, body, state):
+async def _events(
+    request: Request, sub: Submitted, queue: asyncio.Queue, body: StreamRequest, state: AppState
+):
     job = sub.job
     yield sse(
         "queued",
@@ -94,7 +96,7 @@ async def _events(request: Request, sub: Submitted, queue: asyncio.Queue, body, 
             }
         ),
     )
-    watcher = asyncio.create_task(_watch_disconnect(request))
+    watcher = asyncio.create_task(watch_disconnect(request))
     try:
         while True:
             getter = asyncio.ensure_future(queue.get())
@@ -108,7 +110,7 @@ async def _events(request: Request, sub: Submitted, queue: asyncio.Queue, body, 
             _, progress, shown = item
             yield sse("progress", _json(progress))
             if shown is not None:
-                yield sse("preview", _json(_finite(shown)))
+                yield sse("preview", _json(_rounded(shown)))
         try:
             done = result_of(sub)
         except ApiError as e:
@@ -123,7 +125,7 @@ async def _events(request: Request, sub: Submitted, queue: asyncio.Queue, body, 
         abandon(sub)
 
 
-def _finite(shown: dict) -> dict:
+def _rounded(shown: dict) -> dict:
     """orjson writes NaN as null already; a preview is small, so rounding keeps it smaller."""
     return {k: np.round(v, 4) if isinstance(v, np.ndarray) else v for k, v in shown.items()}
 
