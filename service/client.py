@@ -56,6 +56,7 @@ class SampleMeta:
     timing: Timing
     gradient: str | None = None
     target_log_p: float | None = None
+    priority: str | None = None  # the class it ran in (servers before priorities: None)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ def _samples_from_npy(response: httpx.Response) -> Samples:
         timing=Timing(get("queue-s", float), get("compute-s", float), get("total-s", float)),
         gradient=get("gradient"),
         target_log_p=get("target-log-p", float),
+        priority=get("priority"),
     )
     return Samples(arr, meta)
 

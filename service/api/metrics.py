@@ -1,7 +1,7 @@
 """Every Prometheus metric of the service, with fixed names that dashboards and alerts rely on.
 
-Label values come only from closed sets: datasets, variants, samplers, endpoints, HTTP status
-codes.
+Label values come only from closed sets: datasets, variants, samplers, priority classes,
+endpoints, HTTP status codes.
 The batcher and the routes report through these methods; hooks never raise into requests.
 """
 
@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from service.core.data import DATASETS
 from service.core.guidance import VARIANTS
 from service.core.samplers import SAMPLERS
+from service.serving.priority import CLASSES
 
 # Milliseconds to tens of seconds.
 LATENCY_BUCKETS = (
@@ -64,20 +65,25 @@ def label_sampler(value: object) -> str:
     return value if isinstance(value, str) and value in SAMPLERS else NONE
 
 
+def label_priority(value: object) -> str:
+    return value if isinstance(value, str) and value in CLASSES else NONE
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         self.request_duration = Histogram(
             "sampler_request_duration_seconds",
-            "Request latency, end to end in the server.",
-            ["endpoint", "dataset", "variant", "sampler", "status"],
+            "Request latency, end to end in the server; priority: the request's class "
+            "(none for requests that never reached a batcher).",
+            ["endpoint", "dataset", "variant", "sampler", "priority", "status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.queue_wait = Histogram(
             "sampler_queue_wait_seconds",
             "Time from submission to the request's first step.",
-            ["dataset"],
+            ["dataset", "priority"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -121,6 +127,12 @@ class Metrics:
         )
         self.steps = Counter(
             "sampler_steps_total", "Denoising steps run by the batchers.", ["dataset"], registry=r
+        )
+        self.row_steps = Counter(
+            "sampler_row_steps_total",
+            "Rows run, summed over steps (one row of one network evaluation), by priority class.",
+            ["dataset", "priority"],
+            registry=r,
         )
         self.requests = Counter(
             "sampler_requests_total", "Requests answered.", ["endpoint", "status"], registry=r
@@ -188,10 +200,14 @@ class Metrics:
 
     # -- hooks for the batcher ------------------------------------------------------------
 
-    def on_step(self, dataset: str, rows: int, admitted: int, seconds: float) -> None:
+    def on_step(
+        self, dataset: str, rows: int, admitted: int, seconds: float, interactive_rows: int
+    ) -> None:
         self.batch_rows.labels(dataset).observe(rows)
         self.admitted_rows.labels(dataset).observe(admitted)
         self.steps.labels(dataset).inc()
+        self.row_steps.labels(dataset, "interactive").inc(interactive_rows)
+        self.row_steps.labels(dataset, "batch").inc(rows - interactive_rows)
 
     def on_load(self, dataset: str, key: int, queued_rows: int, active_rows: int) -> None:
         """Per-batcher values, summed per dataset (a dataset has a plain and a density model)."""
@@ -205,11 +221,18 @@ class Metrics:
     # -- hooks for the routes -------------------------------------------------------------
 
     def on_request(
-        self, endpoint: str, dataset: str, variant: str, sampler: str, status: int, seconds: float
+        self,
+        endpoint: str,
+        dataset: str,
+        variant: str,
+        sampler: str,
+        priority: str,
+        status: int,
+        seconds: float,
     ) -> None:
-        self.request_duration.labels(endpoint, dataset, variant, sampler, str(status)).observe(
-            seconds
-        )
+        self.request_duration.labels(
+            endpoint, dataset, variant, sampler, priority, str(status)
+        ).observe(seconds)
         self.requests.labels(endpoint, str(status)).inc()
 
     def on_sampled(
@@ -221,10 +244,11 @@ class Metrics:
         nonfinite: int,
         queue_s: float,
         compute_s: float,
+        priority: str,
     ) -> None:
         self.samples.labels(dataset, variant, sampler).inc(n)
         self.nonfinite.labels(dataset, variant, sampler).inc(nonfinite)
-        self.queue_wait.labels(dataset).observe(queue_s)
+        self.queue_wait.labels(dataset, priority).observe(queue_s)
         self.compute.labels(dataset, variant, sampler).observe(compute_s)
 
     def on_evaluated(

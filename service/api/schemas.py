@@ -23,11 +23,13 @@ from service.core.guidance import GRADIENTS, VARIANTS
 from service.core.likelihood import HELDOUT_SEED
 from service.core.samplers import ETA_RANGE, SAMPLERS
 from service.core.store import NAME_PATTERN
+from service.serving.priority import CLASSES
 
 DatasetName = Literal[tuple(sorted(DATASETS))]  # type: ignore[valid-type]
 VariantName = Literal[tuple(sorted(VARIANTS))]  # type: ignore[valid-type]
 SamplerName = Literal[tuple(sorted(SAMPLERS))]  # type: ignore[valid-type]
 GradientName = Literal[tuple(sorted(GRADIENTS))]  # type: ignore[valid-type]
+PriorityName = Literal[CLASSES]  # type: ignore[valid-type]
 TARGET_LOG_P_LIMIT = 1000.0  # nats; a 2D density's log is far inside this
 SEED_MAX = 2**63 - 1
 MODEL_FIELD = Field(
@@ -99,6 +101,12 @@ class _Request(BaseModel):
         le=DEADLINE_CEILING,
         allow_inf_nan=False,
         description="Give up after this many seconds (504); default and maximum: server settings.",
+    )
+    priority: PriorityName | None = Field(
+        None,
+        description="The request's class in the step-level batcher: 'interactive' rows run "
+        "first, 'batch' rows keep a guaranteed share of each second. Default: interactive up "
+        "to n = INTERACTIVE_MAX_N (1024), batch above; interactive is refused above it.",
     )
 
 
@@ -192,6 +200,7 @@ class SampleResponse(BaseModel):
     target_log_p: float | None = Field(
         None, description="Variant density: the log-density every sample was steered to."
     )
+    priority: str = Field("interactive", description="The class the request ran in.")
     timing: Timing
 
     model_config = ConfigDict(

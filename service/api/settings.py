@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     max_rows_per_request_step: int | None = Field(None, ge=CHUNK_ROWS)
     max_queued_rows: int = Field(400_000, ge=1)  # per model: rows accepted but not finished
     batch_window_ms: float = Field(5.0, ge=0, le=1000)
+    # Step mode's priority classes (README "Batching"): "priority" runs interactive requests'
+    # rows first and keeps batch requests at least `batch_min_share` of the step time while
+    # they wait; "fair" shares every step round-robin among all requests, whatever their class.
+    scheduling: Literal["priority", "fair"] = "priority"
+    # A request's class when it names none: interactive up to this n, batch above; an
+    # explicit "interactive" above it is refused (422), so a big job cannot jump the queue.
+    interactive_max_n: int = Field(1024, ge=1, le=N_CEILING)
+    batch_min_share: float = Field(0.1, gt=0, le=0.9)
+    # The interactive class's order when its rows exceed a step: earliest deadline first, or
+    # least remaining work (bench section "priorities" measures both)
+    interactive_order: Literal["deadline", "remaining"] = "deadline"
 
     # Requests
     max_n: int = Field(N_CEILING, ge=1, le=N_CEILING)

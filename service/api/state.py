@@ -15,6 +15,7 @@ from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.serving.admission import Admission
 from service.serving.batcher import BatcherOptions
+from service.serving.priority import ClassShare
 from service.serving.engine import Engine
 from service.serving.registry import Registry, build_registry
 
@@ -31,6 +32,7 @@ class AppState:
     started_at: float = field(default_factory=time.time)
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     admission: Admission = field(default_factory=Admission)
+    share: ClassShare = field(default_factory=ClassShare)  # the priority classes' step time
     nll_cache: dict[str, asyncio.Future] = field(default_factory=dict)  # model id -> bits/dim
     loglik_pool: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
@@ -41,6 +43,7 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.admission.enabled = self.settings.admission == "deadline"
+        self.share.min_share = self.settings.batch_min_share
 
 
 async def load_registry(state: AppState, previous: Registry | None = None) -> Registry:
@@ -52,6 +55,8 @@ async def load_registry(state: AppState, previous: Registry | None = None) -> Re
         max_rows_per_request_step=s.max_rows_per_request_step,
         max_queued_rows=s.max_queued_rows,
         batch_window_s=s.batch_window_ms / 1000,
+        scheduling=s.scheduling,
+        order=s.interactive_order,
     )
     registry = await asyncio.wrap_future(
         state.engine.call(
@@ -64,6 +69,7 @@ async def load_registry(state: AppState, previous: Registry | None = None) -> Re
                 state.admission,
                 previous,
                 warmup=s.warmup,
+                share=state.share,
             )
         )
     )

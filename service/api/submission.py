@@ -32,6 +32,7 @@ from service.serving.job import (
     QueueFull,
     future_callback,
 )
+from service.serving.priority import classify
 from service.serving.registry import ServedModel, Unavailable, UnknownModel
 
 
@@ -56,6 +57,17 @@ def _check_limits(state: AppState, body: _Request, n: int, max_n: int) -> float:
             f"0 < deadline_s <= {s.max_deadline_s}",
         )
     return deadline
+
+
+def _priority(state: AppState, body: _Request, n: int) -> str:
+    limit = state.settings.interactive_max_n
+    if body.priority == "interactive" and n > limit:
+        raise field_error(
+            "priority",
+            f"priority 'interactive' is for n <= {limit} on this server",
+            f"'batch', or n <= {limit}",
+        )
+    return classify(n, body.priority, limit)
 
 
 def default_objective(variant: str, gradient: str | None) -> str:
@@ -128,6 +140,7 @@ async def submit_job(
     request.state.dataset, request.state.variant = body.dataset, body.variant
     request.state.sampler = body.sampler or VARIANTS[body.variant].default_sampler
     deadline_s = _check_limits(state, body, n, max_n)
+    priority = request.state.priority = _priority(state, body, n)
     seed = body.seed if body.seed is not None else secrets.randbelow(SEED_MAX)
     for attempt in range(2):  # a reload may retire the batcher between resolve and submit
         served = _resolve(state, body)
@@ -148,7 +161,7 @@ async def submit_job(
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         job = Job(plan, n, seed, time.monotonic() + deadline_s, future_callback(loop, future))
-        job.on_step = on_step
+        job.on_step, job.priority = on_step, priority
         rows_ahead = served.batcher.queued_rows
         try:
             served.batcher.submit(job)

@@ -15,6 +15,7 @@ from service.api.metrics import (
     NONE,
     Metrics,
     label_dataset,
+    label_priority,
     label_sampler,
     label_variant,
 )
@@ -71,6 +72,7 @@ class TimingMiddleware:
                     label_dataset(state.get("dataset", NONE)),
                     label_variant(state.get("variant", NONE)),
                     label_sampler(state.get("sampler", NONE)),
+                    label_priority(state.get("priority", NONE)),
                     status["code"],
                     time.perf_counter() - start,
                 )

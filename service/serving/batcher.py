@@ -11,6 +11,10 @@ round in arrival order, until the step's row budget is spent; chunks already und
 first. With m requests waiting, each gets about budget/m rows a step (never more than the
 per-request cap), so a request of n = 100,000 cannot starve one of n = 16.
 
+Priorities (`scheduling="priority"`, the default): interactive requests' rows go first, and
+batch requests keep a guaranteed minimum share of step time; see service/serving/priority.py.
+`scheduling="fair"` is the fair share above for every request, whatever its class.
+
 `mode="request"` is the classic static batcher kept for comparison: after a short window,
 whole requests start together and run to the end before the next batch is formed.
 `mode="off"` runs one request at a time, for the benchmark's "batching off".
@@ -42,6 +46,7 @@ from service.core.sampling import (
     make_chunks,
 )
 from service.serving.admission import DEFAULT_COST, Admission, Cost
+from service.serving.priority import ClassShare, fill_rows, select_prioritized
 from service.serving.job import (
     BatcherStopped,
     Cancelled,
@@ -110,6 +115,8 @@ class BatcherOptions:
     max_rows_per_request_step: int | None = None
     max_queued_rows: int = 400_000  # rows accepted but not finished
     batch_window_s: float = 0.005  # request mode's window after the oldest arrival
+    scheduling: str = "priority"  # step mode: "priority" or "fair"; see the module docstring
+    order: str = "deadline"  # priority: the interactive class's order (priority.ORDERS)
 
 
 class ModelBatcher:
@@ -129,10 +136,15 @@ class ModelBatcher:
         options: BatcherOptions = BatcherOptions(),
         admission: Admission | None = None,
         cost: Cost = DEFAULT_COST,
+        share: ClassShare | None = None,
     ):
         if options.mode not in ("step", "request", "off"):
             raise ValueError(
                 f"batching mode must be 'step', 'request' or 'off', got {options.mode!r}"
+            )
+        if options.scheduling not in ("priority", "fair"):
+            raise ValueError(
+                f"scheduling must be 'priority' or 'fair', got {options.scheduling!r}"
             )
         self.model = model
         self.hooks = hooks
@@ -144,6 +156,9 @@ class ModelBatcher:
         self.batch_window_s = options.batch_window_s
         self.admission = admission or Admission()
         self.cost = cost
+        self.scheduling = options.scheduling
+        self.order = options.order
+        self.share = share or ClassShare()  # server-wide when the registry passes one
         self.key = next(self._keys)
         self._lock = threading.Lock()
         self._jobs: list[Job] = []  # arrival order
@@ -185,6 +200,7 @@ class ModelBatcher:
                 self._jobs.append(job)
                 self._owners.update((id(c), job) for c in job.chunks)
                 self._queued_rows += job.n
+                self.share.joined(job.priority)
         except BaseException:
             self.admission.release(job.ticket)
             raise
@@ -260,8 +276,18 @@ class ModelBatcher:
         if self.mode == "step":
             with self._lock:
                 jobs = list(self._jobs)
-            return select_chunks(jobs, self.budget, self.cap)
+            if self.scheduling == "fair":
+                return select_chunks(jobs, self.budget, self.cap)
+            return select_prioritized(
+                jobs, self.budget, self.cap, self._batch_room, self.order, select_chunks
+            )
         return [c for j in self._batch for c in j.chunks if not c.done]
+
+    def _batch_room(self, interactive_rows: int) -> int:
+        """Rows a step may give batch requests beside `interactive_rows` (priority.py)."""
+        if not self.share.interactive_waiting or self.share.batch_turn():
+            return self.budget
+        return fill_rows(interactive_rows, self.cost.step, self.cost.per_row(False))
 
     def _form_batch(self) -> float:
         """Request mode: once the window after the oldest arrival has passed, take whole jobs
@@ -282,7 +308,11 @@ class ModelBatcher:
     def _step(self, chosen: list[RowChunk]) -> None:
         now = time.monotonic()
         with self._lock:
-            touched = list({id(j): j for j in (self._owners[id(c)] for c in chosen)}.values())
+            owners = [self._owners[id(c)] for c in chosen]
+        touched = list({id(j): j for j in owners}.values())
+        interactive = sum(
+            c.rows for c, j in zip(chosen, owners, strict=True) if j.priority == "interactive"
+        )
         admitted = sum(c.rows for c in chosen if not c.started)
         for job in touched:
             if job.started is None:
@@ -292,11 +322,12 @@ class ModelBatcher:
         seconds = time.perf_counter() - t0
         rows = sum(c.rows for c in chosen)
         self._charge(chosen, rows, seconds)
+        self.share.record(seconds, rows - interactive, rows)
         rate = rows / max(seconds, 1e-6)
         self._row_steps_per_s = (
             rate if not self._row_steps_per_s else 0.8 * self._row_steps_per_s + 0.2 * rate
         )
-        _safe_hook(self.hooks.on_step, self.model.dataset, rows, admitted, seconds)
+        _safe_hook(self.hooks.on_step, self.model.dataset, rows, admitted, seconds, interactive)
         for job in touched:
             if job.first_unfinished() == len(job.chunks):
                 samples = collect(job.chunks)
@@ -360,6 +391,7 @@ class ModelBatcher:
             if job in self._jobs:
                 self._jobs.remove(job)
                 self._queued_rows -= job.n
+                self.share.left(job.priority)
                 for c in job.chunks:
                     self._owners.pop(id(c), None)
             if job.error is not None:

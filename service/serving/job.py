@@ -33,7 +33,9 @@ class Cancelled(Exception):
 
 
 class Hooks(Protocol):
-    def on_step(self, dataset: str, rows: int, admitted: int, seconds: float) -> None: ...
+    def on_step(
+        self, dataset: str, rows: int, admitted: int, seconds: float, interactive_rows: int
+    ) -> None: ...
     def on_load(self, dataset: str, key: int, queued_rows: int, active_rows: int) -> None: ...
 
 
@@ -55,6 +57,7 @@ class Job:
     cancelled: bool = False
     done_prefix: int = 0  # chunks before this index are finished
     ticket: Ticket | None = None  # its share of the server's admitted work
+    priority: str = "batch"  # "interactive" or "batch" (service/serving/priority.py)
     # Called from the engine thread after each step that ran some of its rows and left it
     # unfinished (a stream's progress and previews); must be quick and must not raise.
     on_step: Callable[[Job], None] | None = None

@@ -24,6 +24,7 @@ from service.core.schedule import make_schedule
 from service.core.store import CheckpointError, CheckpointStore
 from service.serving.admission import DEFAULT_COST, Admission, Cost
 from service.serving.batcher import BatcherOptions, ModelBatcher
+from service.serving.priority import ClassShare
 from service.serving.engine import Engine
 from service.serving.job import Hooks
 
@@ -178,6 +179,7 @@ def build_registry(
     admission: Admission,
     previous: Registry | None = None,
     warmup: bool = True,
+    share: ClassShare | None = None,
 ) -> Registry:
     """Load, verify and warm up every checkpoint and attach a batcher for each to the engine.
 
@@ -207,7 +209,9 @@ def build_registry(
             if kind is not None:
                 registry.failed_kinds[name] = kind
             continue
-        batcher = ModelBatcher(model, hooks, engine, options, admission=admission, cost=cost)
+        batcher = ModelBatcher(
+            model, hooks, engine, options, admission=admission, cost=cost, share=share
+        )
         engine.attach(batcher)
         registry.models[name] = ServedModel(model, batcher)
         log.info("serving %s (%s) on %s; step cost %s", name, model.id[:12], device, cost)

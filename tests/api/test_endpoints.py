@@ -194,3 +194,34 @@ def test_requests_the_model_cannot_serve(server):
 def test_unserved_dataset_is_503_naming_the_reason(server):
     r = server.post("/sample", json={"dataset": "dino", "n": 4})
     assert r.status_code == 503 and "dino" in r.json()["detail"]
+
+
+def test_priority_class_by_size_by_request_and_in_the_metrics(server):
+    """Issue 14: the class a request runs in, said in its answer and counted by class."""
+    from tests.api.metrics_text import scrape, value
+
+    before = scrape(server)
+    small = server.post("/sample", json={"dataset": "moons", "n": 16, "seed": 0}).json()
+    asked = {"dataset": "moons", "n": 16, "seed": 0, "priority": "batch"}
+    as_batch = server.post("/sample", json=asked).json()
+    assert (small["priority"], as_batch["priority"]) == ("interactive", "batch")
+    assert small["samples"] == as_batch["samples"]  # the class changes when, never what
+    big = server.post("/sample", json={"dataset": "moons", "n": 1025, "seed": 0}).json()
+    assert big["priority"] == "batch"
+    after = scrape(server)
+    rows = "sampler_row_steps_total"
+    assert value(after, rows, priority="interactive") - value(before, rows, priority="interactive") == 16 * 100
+    assert value(after, rows, priority="batch") - value(before, rows, priority="batch") == (16 + 1025) * 100
+    wait = "sampler_queue_wait_seconds_count"
+    assert value(after, wait, priority="batch") - value(before, wait, priority="batch") == 2
+    latency = "sampler_request_duration_seconds_count"
+    got = value(after, latency, endpoint="sample", priority="interactive")
+    assert got - value(before, latency, endpoint="sample", priority="interactive") == 1
+
+
+def test_interactive_is_refused_above_its_limit(server):
+    body = {"dataset": "moons", "n": 1025, "priority": "interactive"}
+    r = server.post("/sample", json=body)
+    assert r.status_code == 422 and "n <= 1024" in errors(r)["priority"]["allowed"]
+    r = server.post("/sample", json={"dataset": "moons", "n": 16, "priority": "urgent"})
+    assert "interactive" in errors(r)["priority"]["allowed"]

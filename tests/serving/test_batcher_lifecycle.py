@@ -23,7 +23,7 @@ class Recorder:
     def __init__(self) -> None:
         self.load: list[tuple[int, int]] = []
 
-    def on_step(self, dataset, rows, admitted, seconds) -> None:
+    def on_step(self, dataset, rows, admitted, seconds, interactive_rows) -> None:
         pass
 
     def on_load(self, dataset, key, queued_rows, active_rows) -> None:

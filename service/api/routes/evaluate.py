@@ -88,6 +88,7 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         job.nonfinite,
         job.queue_seconds,
         job.compute_seconds,
+        job.priority,
     )
     return EvaluateResponse(
         kl_bits=kl,

@@ -31,6 +31,7 @@ NPY_HEADERS = {
         "nonfinite": "Rows with a non-finite coordinate (left as NaN/inf).",
         "gradient": "The density gradient of a paper variant (absent for others).",
         "target-log-p": "Variant density: the log-density steered to (nats).",
+        "priority": "The class the request ran in: interactive or batch.",
         "queue-s": "Submission to first denoising step, seconds.",
         "compute-s": "First denoising step to last, seconds.",
         "total-s": "Arrival to response, seconds.",
@@ -54,6 +55,7 @@ def _meta(done: Finished, body: SampleRequest) -> dict:
         "nonfinite": job.nonfinite,
         "gradient": job.plan.gradient,
         "target_log_p": job.plan.final_target,
+        "priority": job.priority,
         "timing": {
             "queue_s": round(job.queue_seconds, 6),
             "compute_s": round(job.compute_seconds, 6),
@@ -104,6 +106,7 @@ def record(state: AppState, done: Finished, body: SampleRequest) -> None:
         job.nonfinite,
         job.queue_seconds,
         job.compute_seconds,
+        job.priority,
     )
 
 
