@@ -81,6 +81,38 @@ LATENCY_ROWS: dict[str, list[PanelSpec]] = {
             unit="s",
         ),
     ],
+    "Priority classes": [
+        PanelSpec(
+            "Latency by priority class",
+            "p50 / p99 of POST /sample, /sample/stream and /evaluate per class: interactive "
+            "rows run first in every step, batch rows keep a minimum share (README "
+            '"Batching"). SamplerInteractiveP99High fires above 0.5 s.',
+            quantiles(
+                "sampler_request_duration_seconds",
+                "priority",
+                'endpoint=~"sample|sample_stream|evaluate", priority!="none"',
+                qs=(0.5, 0.99),
+            ),
+            unit="s",
+        ),
+        PanelSpec(
+            "Queue wait by priority class",
+            "Submission to a request's first denoising step, p50 / p99 per class.",
+            quantiles("sampler_queue_wait_seconds", "priority", qs=(0.5, 0.99)),
+            unit="s",
+        ),
+        PanelSpec(
+            "Row-steps per second by class",
+            "Rows run per second (one row of one network evaluation), per class: the share of "
+            "the engine each class gets.",
+            (
+                Query(
+                    f"sum by (priority) (rate(sampler_row_steps_total[{RATE}]))",
+                    "{{priority}}",
+                ),
+            ),
+        ),
+    ],
     "Traffic and errors": [
         PanelSpec(
             "Request rate by endpoint",

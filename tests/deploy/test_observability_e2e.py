@@ -64,9 +64,10 @@ def prometheus(binary: str, target: str, tmp_path):
 
 def traffic(sampler: httpx.Client) -> None:
     requests = [
-        ("/sample", {"dataset": "moons", "variant": v, "n": n})
+        # n = 300 as batch: both priority classes' panels get data
+        ("/sample", {"dataset": "moons", "variant": v, "n": n, "priority": priority})
         for v in ("baseline", "fixed", "adaptive", "smoothed", "minimal")
-        for n in (16, 300)
+        for n, priority in ((16, "interactive"), (300, "batch"))
     ]
     requests += [
         # 20 samples' log-density still sets the mean-log-p gauge; the default 200 cost ~15 s

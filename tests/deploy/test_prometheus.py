@@ -50,6 +50,7 @@ def test_every_alert_has_a_unit_test():
         == {
             "SamplerP99LatencyHigh",
             "SamplerErrorRatioHigh",
+            "SamplerInteractiveP99High",
             "SamplerQueueSaturated",
             "SamplerKLRegression",
         }
