@@ -15,8 +15,8 @@ from service.api.metrics import Metrics
 from service.api.settings import Settings
 from service.serving.admission import Admission
 from service.serving.batcher import BatcherOptions
-from service.serving.priority import ClassShare
 from service.serving.engine import Engine
+from service.serving.priority import ClassShare
 from service.serving.registry import Registry, build_registry
 
 

@@ -46,7 +46,6 @@ from service.core.sampling import (
     make_chunks,
 )
 from service.serving.admission import DEFAULT_COST, Admission, Cost
-from service.serving.priority import ClassShare, fill_rows, select_prioritized
 from service.serving.job import (
     BatcherStopped,
     Cancelled,
@@ -55,6 +54,7 @@ from service.serving.job import (
     Job,
     QueueFull,
 )
+from service.serving.priority import ClassShare, fill_rows, select_prioritized
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +143,7 @@ class ModelBatcher:
                 f"batching mode must be 'step', 'request' or 'off', got {options.mode!r}"
             )
         if options.scheduling not in ("priority", "fair"):
-            raise ValueError(
-                f"scheduling must be 'priority' or 'fair', got {options.scheduling!r}"
-            )
+            raise ValueError(f"scheduling must be 'priority' or 'fair', got {options.scheduling!r}")
         self.model = model
         self.hooks = hooks
         self.engine = engine

@@ -24,9 +24,9 @@ from service.core.schedule import make_schedule
 from service.core.store import CheckpointError, CheckpointStore
 from service.serving.admission import DEFAULT_COST, Admission, Cost
 from service.serving.batcher import BatcherOptions, ModelBatcher
-from service.serving.priority import ClassShare
 from service.serving.engine import Engine
 from service.serving.job import Hooks
+from service.serving.priority import ClassShare
 
 log = logging.getLogger(__name__)
 

@@ -210,8 +210,14 @@ def test_priority_class_by_size_by_request_and_in_the_metrics(server):
     assert big["priority"] == "batch"
     after = scrape(server)
     rows = "sampler_row_steps_total"
-    assert value(after, rows, priority="interactive") - value(before, rows, priority="interactive") == 16 * 100
-    assert value(after, rows, priority="batch") - value(before, rows, priority="batch") == (16 + 1025) * 100
+    assert (
+        value(after, rows, priority="interactive") - value(before, rows, priority="interactive")
+        == 16 * 100
+    )
+    assert (
+        value(after, rows, priority="batch") - value(before, rows, priority="batch")
+        == (16 + 1025) * 100
+    )
     wait = "sampler_queue_wait_seconds_count"
     assert value(after, wait, priority="batch") - value(before, wait, priority="batch") == 2
     latency = "sampler_request_duration_seconds_count"

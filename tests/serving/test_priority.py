@@ -69,7 +69,9 @@ def test_interactive_order_when_its_rows_exceed_the_step(plain_model):
     by_deadline = select_prioritized(jobs, 1024, 1024, lambda used: 0, "deadline", select_chunks)
     assert rows_of(by_deadline, urgent) == 1024
     by_work = select_prioritized(jobs, 1024, 1024, lambda used: 0, "remaining", select_chunks)
-    assert rows_of(by_work, small) == 256 and rows_of(by_work, urgent) + rows_of(by_work, late) == 768
+    assert (
+        rows_of(by_work, small) == 256 and rows_of(by_work, urgent) + rows_of(by_work, late) == 768
+    )
 
 
 def test_share_gives_the_batch_class_its_turn():
