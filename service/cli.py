@@ -311,7 +311,17 @@ def _bench(args: argparse.Namespace) -> int:
 
 # service.experiments.bench.SECTIONS, spelled here so `dgs --help` needs no experiments extra
 # (tests/test_cli.py holds the two equal)
-BENCH_SECTIONS = ["sampler", "guidance", "service", "stream", "schedulers", "overload", "training"]
+BENCH_SECTIONS = [
+    "sampler",
+    "guidance",
+    "service",
+    "stream",
+    "schedulers",
+    "priorities",
+    "overload",
+    "profile",
+    "training",
+]
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

@@ -3,7 +3,9 @@
 Sections: the dense-matmul roofline; sampler throughput per variant and n against it, and
 the guided/baseline overhead; each guidance method's cost per sample (guidance_bench.py); the
 real server under concurrent load with batching on and off; step-level against request-level
-batching under Poisson arrivals; training speed.
+batching under Poisson arrivals; interactive requests beside batch jobs, by priority
+(priority_bench.py); the overload storm; a profile of where a step's time goes
+(profile_bench.py); training speed.
 Writes bench.json and bench.md.
 """
 
@@ -27,7 +29,7 @@ from service.core.model import ReadyModel
 from service.core.network import DenoiserConfig, flops_per_row
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
-from service.experiments import guidance_bench, stream_bench
+from service.experiments import guidance_bench, priority_bench, profile_bench, stream_bench
 from service.experiments.loadgen import closed_loop, poisson
 from service.experiments.machine import machine
 from service.experiments.overload import idle_throughput, storm
@@ -36,7 +38,17 @@ from service.experiments.serving import running_server
 VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
 SIZES = (1, 64, 1000, 10_000)
 STEPS = 100
-SECTIONS = ("sampler", "guidance", "service", "stream", "schedulers", "overload", "training")
+SECTIONS = (
+    "sampler",
+    "guidance",
+    "service",
+    "stream",
+    "schedulers",
+    "priorities",
+    "overload",
+    "profile",
+    "training",
+)
 
 
 def _time(fn, repeats: int) -> float:
@@ -246,6 +258,7 @@ def bench(
         + 12 * ("service" in sections)
         + len(stream_bench.SIZES) * ("stream" in sections)
         + 12 * ("schedulers" in sections)
+        + priority_bench.RUNS * ("priorities" in sections)
         + 2 * ("overload" in sections)
     )
     bar = tqdm(total=total, desc="bench", unit="run")
@@ -268,8 +281,17 @@ def bench(
         report["schedulers"] = step_vs_request(
             Path(store), model, bar, 3.0 if quick else 6.0, device
         )
+    if "priorities" in sections:
+        capacity = offline_rate(model, 4096)
+        report["priorities"] = priority_bench.priorities(
+            Path(store), capacity, STEPS, device.type, 10.0 if quick else 40.0, bar
+        )
     if "overload" in sections:
         report["overload"] = overload(Path(store), bar, device, quick)
+    if "profile" in sections:
+        report["profile"] = {"serving_step": profile_bench.serving_step_profile(model)}
+        if device.type == "cpu":  # on CUDA the CPU self times are launches, not kernels
+            report["profile"]["offline"] = profile_bench.offline_profile(model, peak)
     if "training" in sections:
         cpu_peak = peak if device.type == "cpu" else matmul_flops(torch.device("cpu"))["peak"]
         report["training"] = training_speed(cpu_peak, steps=200 if quick else 1000)

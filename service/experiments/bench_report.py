@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.experiments import guidance_bench, stream_bench
+from service.experiments import guidance_bench, priority_bench, profile_bench, stream_bench
 
 
 def _target(ok: bool) -> str:
@@ -154,8 +154,12 @@ def render(report: dict) -> str:
         lines += stream_bench.render(report["stream"])
     if "schedulers" in report:
         lines += _schedulers(report["schedulers"])
+    if "priorities" in report:
+        lines += priority_bench.render(report["priorities"])
     if "overload" in report:
         lines += _overload(report["overload"])
+    if "profile" in report:
+        lines += profile_bench.render(report["profile"])
     if "training" in report:
         t = report["training"]
         lines += [
