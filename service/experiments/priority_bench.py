@@ -46,7 +46,7 @@ class Stream:
     body: tuple[tuple[str, object], ...] = ()  # more fields of each request
 
 
-async def _post(client: aiohttp.ClientSession, body: dict, out: list) -> None:
+async def _post(client: aiohttp.ClientSession, body: dict, out: list, t0: float) -> None:
     start = time.perf_counter()
     record = {"priority": body["priority"], "n": body["n"], "ok": False}
     try:
@@ -59,6 +59,7 @@ async def _post(client: aiohttp.ClientSession, body: dict, out: list) -> None:
     except aiohttp.ClientError:
         record["status"] = "connection"
     record["latency_s"] = time.perf_counter() - start
+    record["finished_s"] = time.perf_counter() - t0  # since the first arrival's time zero
     out.append(record)
 
 
@@ -94,7 +95,7 @@ async def run_streams(base_url: str, streams: list[Stream], duration: float, see
             if delay > 0:
                 await asyncio.sleep(delay)
             body = {"dataset": "moons", "n": n, "seed": i, "priority": priority, **extra}
-            tasks.append(asyncio.create_task(_post(client, body, out)))
+            tasks.append(asyncio.create_task(_post(client, body, out, start)))
         await asyncio.sleep(max(0.0, start + duration - time.perf_counter()))
         window = time.perf_counter() - start
         batch_after = await _row_steps(client, "batch")
@@ -129,6 +130,11 @@ def summarise(result: dict) -> dict:
             "requests": len(batch),
             "errors": sum(not r["ok"] for r in batch),
             "row_steps_per_s": result["batch_row_steps_per_s"],
+            # all of the batch work over the time until its last answer, drain included: a
+            # scheduler that only delays batch work past the window is not charged for it here
+            "whole_run_row_steps_per_s": sum(r["n"] for r in batch if r["ok"])
+            * BATCH_EVALUATIONS
+            / max((r["finished_s"] for r in batch), default=float("inf")),
             "longest_queue_s": max((r["queue_s"] for r in batch if r["ok"]), default=0.0),
             "longest_latency_s": max((r["latency_s"] for r in batch if r["ok"]), default=0.0),
         },
@@ -193,9 +199,9 @@ def render(s: dict) -> list[str]:
         f"{s['capacity_sample_steps_per_s']:,.0f} sample-steps/s (offline).",
         "",
         "| run | load | interactive p50 s | p95 s | p99 s | p99 s, n = 16 | p99 s, n = 256 "
-        "| batch requests | batch row-steps/s | longest batch queue s | longest batch s "
-        "| errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| batch requests | batch row-steps/s in window | over the whole run "
+        "| longest batch queue s | longest batch s | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in s["runs"]:
         i, b = r["interactive"], r["batch"]
@@ -203,7 +209,8 @@ def render(s: dict) -> list[str]:
         lines.append(
             f"| {r['run']} | {load} | {i['p50_s']:.3f} | {i['p95_s']:.3f} | {i['p99_s']:.3f} | "
             f"{i['p99_s_by_n']['16']:.3f} | {i['p99_s_by_n']['256']:.3f} | {b['requests']} | "
-            f"{b['row_steps_per_s']:,.0f} | {b['longest_queue_s']:.2f} | "
+            f"{b['row_steps_per_s']:,.0f} | {b.get('whole_run_row_steps_per_s', 0):,.0f} | "
+            f"{b['longest_queue_s']:.2f} | "
             f"{b['longest_latency_s']:.2f} | {i['errors'] + b['errors']} |"
         )
     by = {r["run"]: r for r in s["runs"]}
@@ -213,14 +220,18 @@ def render(s: dict) -> list[str]:
         pri, fair = by[f"priority {load}"], by[f"fair {load}"]
         p99, fair_p99 = pri["interactive"]["p99_s"], fair["interactive"]["p99_s"]
         kept = pri["batch"]["row_steps_per_s"] / max(fair["batch"]["row_steps_per_s"], 1e-9)
+        whole = pri["batch"].get("whole_run_row_steps_per_s", 0) / max(
+            fair["batch"].get("whole_run_row_steps_per_s", 0), 1e-9
+        )
         errors = pri["batch"]["errors"]
         lines += [
             f"- Load {load}: interactive p99 {p99:.3f} s = {p99 / alone:.2f}x alone "
             f"({alone:.3f} s; target <= 2x) - {_target(p99 <= 2 * alone)}; "
             f"{fair_p99 / p99:.1f}x lower than fair share ({fair_p99:.3f} s; target >= 5x) - "
             f"{_target(fair_p99 >= 5 * p99)}.",
-            f"- Load {load}: batch throughput {kept:.0%} of fair share's (target >= 90%) - "
-            f"{_target(kept >= 0.9)}; longest batch queue wait "
+            f"- Load {load}: batch throughput {kept:.0%} of fair share's inside the window "
+            f"(target >= 90%) - {_target(kept >= 0.9)}; over the whole run {whole:.0%} - "
+            f"{_target(whole >= 0.9)}; longest batch queue wait "
             f"{pri['batch']['longest_queue_s']:.2f} s, {errors} batch request(s) failed.",
         ]
     last = LOADS[-1]
