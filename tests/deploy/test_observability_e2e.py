@@ -115,6 +115,6 @@ def test_every_dashboard_query_returns_data(api_store, prometheus_bin, tmp_path)
 
             groups = prom.get("/api/v1/rules").json()["data"]["groups"]
             rules = [r for g in groups for r in g["rules"]]
-            assert len(rules) == 8 and all(r["health"] == "ok" for r in rules), rules
+            assert len(rules) == 9 and all(r["health"] == "ok" for r in rules), rules
             thresholds = query(prom, "dataset:sampler_kl_threshold_bits:constant")
             assert len(thresholds) == 4
