@@ -16,6 +16,7 @@ from service.core.data import DATASETS
 from service.core.device import DEVICE_CHOICES
 from service.core.guidance import GRADIENTS, SCALE_RANGE, VARIANTS
 from service.core.samplers import SAMPLERS
+from service.experiments.bench_spec import SECTIONS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -295,8 +296,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     module = _experiments("service.experiments.bench", "bench")
-    SECTIONS, bench = module.SECTIONS, module.bench  # noqa: N806
-
+    bench = module.bench
     sections = tuple(args.sections) if args.sections else SECTIONS
     bench(
         out=args.out,
@@ -309,19 +309,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-# service.experiments.bench.SECTIONS, spelled here so `dgs --help` needs no experiments extra
-# (tests/test_cli.py holds the two equal)
-BENCH_SECTIONS = [
-    "sampler",
-    "guidance",
-    "service",
-    "stream",
-    "schedulers",
-    "priorities",
-    "overload",
-    "profile",
-    "training",
-]
+BENCH_SECTIONS = list(SECTIONS)  # dependency-free: `dgs --help` needs no experiments extra
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:

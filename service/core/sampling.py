@@ -403,12 +403,11 @@ def _gather_rows(
 ) -> torch.Tensor:
     """Each row's plan row (total, width): the chunks' rows gathered from their plans' tables."""
     offsets: dict[int, int] = {}
-    tables = []
-    index = []
+    tables, index, stacked = [], [], 0
     for c in ordered:
         key = id(c.plan)
         if key not in offsets:
-            offsets[key] = sum(len(t) for t in tables)
+            offsets[key], stacked = stacked, stacked + len(c.plan.table)
             tables.append(c.plan.table)
         index.append(offsets[key] + c.position)
     table = tables[0] if len(tables) == 1 else torch.cat(tables)

@@ -30,6 +30,7 @@ from service.core.network import DenoiserConfig, flops_per_row
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
 from service.experiments import guidance_bench, priority_bench, profile_bench, stream_bench
+from service.experiments.bench_spec import SECTIONS
 from service.experiments.loadgen import closed_loop, poisson
 from service.experiments.machine import machine
 from service.experiments.overload import idle_throughput, storm
@@ -38,17 +39,6 @@ from service.experiments.serving import running_server
 VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
 SIZES = (1, 64, 1000, 10_000)
 STEPS = 100
-SECTIONS = (
-    "sampler",
-    "guidance",
-    "service",
-    "stream",
-    "schedulers",
-    "priorities",
-    "overload",
-    "profile",
-    "training",
-)
 
 
 def _time(fn, repeats: int) -> float:

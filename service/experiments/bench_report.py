@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from service.experiments import guidance_bench, priority_bench, profile_bench, stream_bench
-
-
-def _target(ok: bool) -> str:
-    return "met" if ok else "**missed**"
+from service.experiments.bench_spec import verdict
 
 
 def _sampler(s: dict) -> list[str]:
@@ -35,9 +32,9 @@ def _sampler(s: dict) -> list[str]:
         "",
         f"- Target baseline at n = {base['n']:,} >= 70% of the roofline: "
         f"{base['roofline_fraction']:.0%} ({base['roofline_fraction_executed_flops']:.0%} counting "
-        f"executed FLOPs only) - {_target(base['roofline_fraction'] >= 0.7)}.",
+        f"executed FLOPs only) - {verdict(base['roofline_fraction'] >= 0.7)}.",
         f"- Target guided / baseline <= 2.0x at n = {base['n']:,}: worst variant {worst:.2f}x - "
-        f"{_target(worst <= 2.0)}.",
+        f"{verdict(worst <= 2.0)}.",
         "",
     ]
     return lines
@@ -62,9 +59,9 @@ def _service(rows: list[dict]) -> list[str]:
     gain = on["sample_steps_per_s"] / off["sample_steps_per_s"]
     lines += [
         "",
-        f"- Target at C = 64, n = 16, batching on >= 4x off: {gain:.1f}x - {_target(gain >= 4)}.",
+        f"- Target at C = 64, n = 16, batching on >= 4x off: {gain:.1f}x - {verdict(gain >= 4)}.",
         f"- Target batching on >= 60% of the same work offline as one batch: "
-        f"{on['fraction_of_offline']:.0%} - {_target(on['fraction_of_offline'] >= 0.6)}.",
+        f"{on['fraction_of_offline']:.0%} - {verdict(on['fraction_of_offline'] >= 0.6)}.",
         "",
     ]
     return lines
@@ -100,9 +97,9 @@ def _schedulers(s: dict) -> list[str]:
         "",
         f"- Target p99 at least 2x lower with step-level at medium load (0.4, 0.6): request / "
         f"step p99 = {', '.join(f'{x:.1f}x' for x in ratios)} - "
-        f"{_target(bool(ratios) and min(ratios) >= 2)}.",
+        f"{verdict(bool(ratios) and min(ratios) >= 2)}.",
         f"- Target no loss of peak throughput: step {peak['step']:,.0f} vs request "
-        f"{peak['request']:,.0f} sample-steps/s - {_target(peak['step'] >= 0.95 * peak['request'])}"
+        f"{peak['request']:,.0f} sample-steps/s - {verdict(peak['step'] >= 0.95 * peak['request'])}"
         " (5% allowed for run-to-run noise).",
         "",
     ]
@@ -121,10 +118,10 @@ def _overload(o: dict) -> list[str]:
         f"{o.get('connection_errors', 0)} sends found their pooled connection closed by the "
         "server's keep-alive timeout and were sent again (not counted as admitted).",
         f"- Target at least 95% of admitted requests succeed: {o['ok_fraction_of_admitted']:.1%}"
-        f" - {_target(o['ok_fraction_of_admitted'] >= 0.95)}.",
+        f" - {verdict(o['ok_fraction_of_admitted'] >= 0.95)}.",
         f"- Target goodput within 20% of idle throughput: {o['goodput_samples_per_s']:,.0f} vs "
         f"{o['idle_samples_per_s']:,.0f} samples/s idle ({o['goodput_fraction_of_idle']:.0%}) - "
-        f"{_target(o['goodput_fraction_of_idle'] >= 0.8)}.",
+        f"{verdict(o['goodput_fraction_of_idle'] >= 0.8)}.",
         "",
     ]
 

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.experiments.bench_spec import verdict
 from service.experiments.loadgen import JSON, _client, closed_loop
 from service.experiments.serving import running_server
 
@@ -226,12 +227,12 @@ def render(s: dict) -> list[str]:
         errors = pri["batch"]["errors"]
         lines += [
             f"- Load {load}: interactive p99 {p99:.3f} s = {p99 / alone:.2f}x alone "
-            f"({alone:.3f} s; target <= 2x) - {_target(p99 <= 2 * alone)}; "
+            f"({alone:.3f} s; target <= 2x) - {verdict(p99 <= 2 * alone)}; "
             f"{fair_p99 / p99:.1f}x lower than fair share ({fair_p99:.3f} s; target >= 5x) - "
-            f"{_target(fair_p99 >= 5 * p99)}.",
+            f"{verdict(fair_p99 >= 5 * p99)}.",
             f"- Load {load}: batch throughput {kept:.0%} of fair share's inside the window "
-            f"(target >= 90%) - {_target(kept >= 0.9)}; over the whole run {whole:.0%} - "
-            f"{_target(whole >= 0.9)}; longest batch queue wait "
+            f"(target >= 90%) - {verdict(kept >= 0.9)}; over the whole run {whole:.0%} - "
+            f"{verdict(whole >= 0.9)}; longest batch queue wait "
             f"{pri['batch']['longest_queue_s']:.2f} s, {errors} batch request(s) failed.",
         ]
     last = LOADS[-1]
@@ -243,7 +244,3 @@ def render(s: dict) -> list[str]:
         "",
     ]
     return lines
-
-
-def _target(ok: bool) -> str:
-    return "met" if ok else "**missed**"

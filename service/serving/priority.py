@@ -89,8 +89,8 @@ def select_prioritized(
     budget: int,
     cap: int,
     batch_rows: Callable[[int], int],
-    order: str = "deadline",
-    fair: Callable[[list[Job], int, int], list[RowChunk]] | None = None,
+    order: str,
+    fair: Callable[[list[Job], int, int], list[RowChunk]],
 ) -> list[RowChunk]:
     """One step's chunks: interactive first in `order`, then batch rows, at most
     `batch_rows(interactive rows chosen)` of them, shared by `fair` (select_chunks)."""
@@ -100,7 +100,6 @@ def select_prioritized(
     room = min(budget - used, batch_rows(used))
     batch = [j for j in jobs if j.priority != "interactive"]
     if room > 0 and batch:
-        assert fair is not None
         chosen += fair(batch, room, cap)
     return chosen
 
