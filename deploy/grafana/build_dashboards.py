@@ -86,7 +86,7 @@ LATENCY_ROWS: dict[str, list[PanelSpec]] = {
             "Latency by priority class",
             "p50 / p99 of POST /sample, /sample/stream and /evaluate per class: interactive "
             "rows run first in every step, batch rows keep a minimum share (README "
-            '"Batching"). SamplerInteractiveP99High fires above 0.5 s.',
+            '"Batching"). SamplerInteractiveP99High fires above 1 s.',
             quantiles(
                 "sampler_request_duration_seconds",
                 "priority",
