@@ -8,8 +8,9 @@
    roofline fraction = GEMM efficiency x GEMM share of wall / (executed / specified FLOPs).
 2. The serving step's host work: one step over 64 requests of 16 rows (64 chunks, each at its
    own position with its own noise stream) against one request of 1,024 rows (4 chunks), the
-   same rows. Their difference is the per-chunk bookkeeping the server pays and the offline
-   loop does not; on a GPU it is the same host time, next to kernels of microseconds.
+   same rows; and 64 requests of 1 row against one of 64, where the GEMMs are negligible.
+   The difference is the per-chunk bookkeeping the server pays and the offline loop does
+   not; on a GPU it is the same host time, next to kernels of microseconds.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ def serving_step_profile(model: ReadyModel, repeats: int = 20) -> dict:
     many = _staggered_chunks(model, 64, 16)
     one = _staggered_chunks(model, 1, 1024)
     many_s, one_s = _step_seconds(model, many, repeats), _step_seconds(model, one, repeats)
+    # at one row a request the GEMMs are tiny: the difference is the per-chunk host work alone
+    tiny_many = _step_seconds(model, _staggered_chunks(model, 64, 1), repeats)
+    tiny_one = _step_seconds(model, _staggered_chunks(model, 1, 64), repeats)
     positions = [c.position for c in many]
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
@@ -154,6 +158,9 @@ def serving_step_profile(model: ReadyModel, repeats: int = 20) -> dict:
         "step_s_1x1024": one_s,
         "host_overhead_s": many_s - one_s,
         "ratio": many_s / one_s,
+        "step_s_64x1": tiny_many,
+        "step_s_1x64": tiny_one,
+        "host_s_per_chunk": (tiny_many - tiny_one) / 64,
         "seconds_by_group_64x16": groups | {"outside ops (Python, dispatch)": profiled - ops},
     }
 
@@ -197,7 +204,10 @@ def _serving(srv: dict) -> list[str]:
         f"Serving step, {srv['rows']:,} rows: 64 requests x 16 rows "
         f"{srv['step_s_64x16'] * 1e3:.2f} ms against one request of 1,024 rows "
         f"{srv['step_s_1x1024'] * 1e3:.2f} ms ({srv['ratio']:.2f}x; the per-chunk host work is "
-        f"{srv['host_overhead_s'] * 1e3:.2f} ms a step).",
+        f"{srv['host_overhead_s'] * 1e3:.2f} ms a step). 64 requests x 1 row "
+        f"{srv['step_s_64x1'] * 1e3:.2f} ms against one request of 64 rows "
+        f"{srv['step_s_1x64'] * 1e3:.2f} ms: {srv['host_s_per_chunk'] * 1e6:.1f} us of host "
+        "work a chunk a step.",
         "",
         "| group (64 x 16 step) | ms | share |",
         "|---|---|---|",

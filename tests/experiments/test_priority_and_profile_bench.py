@@ -48,6 +48,7 @@ def test_the_profile_accounts_for_every_second_of_a_step(plain_model):
     assert groups["GEMM"] > 0
     assert abs(sum(groups.values()) - off["profiled_wall_s"]) < 1e-6
     srv = profile_bench.serving_step_profile(plain_model, repeats=3)
-    assert srv["step_s_64x16"] > 0 and srv["step_s_1x1024"] > 0
+    assert srv["step_s_64x16"] > 0 and srv["step_s_1x1024"] > 0 and srv["step_s_64x1"] > 0
+    assert srv["host_s_per_chunk"] == (srv["step_s_64x1"] - srv["step_s_1x64"]) / 64
     md = "\n".join(profile_bench.render({"offline": off, "serving_step": srv}))
     assert "| GEMM |" in md and "64 requests x 16 rows" in md
