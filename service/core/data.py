@@ -1,4 +1,5 @@
-"""The four 2D datasets of SPEC.md ("Data"), generated exactly as the reference does it.
+"""The 2D datasets: SPEC.md's four ("Data"), generated exactly as the reference does it, and
+the class-conditional ones of issue 15 (`LABELLED`: points with their classes).
 
 Every function takes (n, rng) and returns a float32 array of shape (n, 2). `get_dataset`
 dispatches by name and seeds the generator, so the same (name, n, seed) always gives the same
@@ -20,6 +21,12 @@ DEFAULT_SEED = 42  # the reference seeds every dataset with 42
 
 def moons(n: int, rng: np.random.Generator) -> np.ndarray:
     """make_moons without scikit-learn: arcs over an evenly spaced u, then noise, then shuffle."""
+    return labelled_moons(n, rng)[0]
+
+
+def labelled_moons(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """moons with each point's arc: 0 the upper (outer) arc, 1 the lower (inner) one. The same
+    draws from `rng` as ever, so the points are the unlabelled dataset's, bit for bit."""
     n_outer = n // 2
     n_inner = n - n_outer
     u_out = np.linspace(0.0, np.pi, n_outer)
@@ -27,11 +34,46 @@ def moons(n: int, rng: np.random.Generator) -> np.ndarray:
     outer = np.stack([np.cos(u_out), np.sin(u_out)], axis=1)
     inner = np.stack([1.0 - np.cos(u_in), 1.0 - np.sin(u_in) - 0.5], axis=1)
     points = np.concatenate([outer, inner])
-    points = points[rng.permutation(n)]
-    points = points + rng.normal(scale=0.03, size=points.shape)
-    points[:, 0] = (points[:, 0] + 0.3) * 2 - 1
-    points[:, 1] = (points[:, 1] + 0.3) * 3 - 1
-    return points.astype(np.float32)
+    labels = np.concatenate([np.zeros(n_outer, np.int64), np.ones(n_inner, np.int64)])
+    order = rng.permutation(n)
+    points, labels = points[order], labels[order]
+    points = points + rng.normal(scale=MOONS_NOISE, size=points.shape)
+    return moons_forward(points).astype(np.float32), labels
+
+
+MOONS_NOISE = 0.03
+
+
+def moons_forward(points: np.ndarray) -> np.ndarray:
+    """make_moons' coordinates -> the dataset's (x <- (x + 0.3) 2 - 1, y <- (y + 0.3) 3 - 1)."""
+    return np.stack([(points[:, 0] + 0.3) * 2 - 1, (points[:, 1] + 0.3) * 3 - 1], axis=1)
+
+
+def _halves(n: int, rng: np.random.Generator) -> np.ndarray:
+    """n labels, half 0 and half 1 (0 gets the odd one out), in random order."""
+    return rng.permutation(np.concatenate([np.zeros(n - n // 2), np.ones(n // 2)]).astype(np.int64))
+
+
+# The "mixture of compactly supported distributions" of Chidambaram et al. (2024): two uniform
+# boxes on either side of the origin, x in [1, 3] (right) or [-3, -1] (left), y in [-1, 1].
+BOX_X, BOX_HALF_HEIGHT = (1.0, 3.0), 1.0
+# Their Gaussian setting: two isotropic Gaussians at (+-1, 0), overlapping (2.9 sd apart).
+GAUSSIAN_MEAN, GAUSSIAN_SD = 1.0, 0.7
+
+
+def labelled_boxes(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0 uniform on [-3, -1] x [-1, 1], class 1 its mirror image [1, 3] x [-1, 1]."""
+    labels = _halves(n, rng)
+    x = rng.uniform(*BOX_X, n) * np.where(labels == 0, -1.0, 1.0)
+    y = rng.uniform(-BOX_HALF_HEIGHT, BOX_HALF_HEIGHT, n)
+    return np.stack([x, y], axis=1).astype(np.float32), labels
+
+
+def labelled_gaussians(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0 N((-1, 0), 0.7^2 I), class 1 N((1, 0), 0.7^2 I), equal weights."""
+    labels = _halves(n, rng)
+    centre = np.stack([np.where(labels == 0, -GAUSSIAN_MEAN, GAUSSIAN_MEAN), np.zeros(n)], 1)
+    return (centre + rng.normal(scale=GAUSSIAN_SD, size=(n, 2))).astype(np.float32), labels
 
 
 def line(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -71,12 +113,23 @@ def dino(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([x, y], axis=1).astype(np.float32)
 
 
+Labelled = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+# The class-conditional datasets (issue 15): points and each point's class, from one draw.
+LABELLED: dict[str, Labelled] = {
+    "boxes": labelled_boxes,
+    "gaussians": labelled_gaussians,
+    "moons": labelled_moons,
+}
 DATASETS: dict[str, Callable[[int, np.random.Generator], np.ndarray]] = {
+    "boxes": lambda n, rng: labelled_boxes(n, rng)[0],
     "circle": circle,
     "dino": dino,
+    "gaussians": lambda n, rng: labelled_gaussians(n, rng)[0],
     "line": line,
     "moons": moons,
 }
+# The paper's four (its Table 1 and the experiments built on it)
+PAPER_DATASETS = ("circle", "dino", "line", "moons")
 
 
 def check_dataset_name(name: str) -> None:
@@ -90,6 +143,25 @@ def get_dataset(name: str, n: int = DEFAULT_N, seed: int = DEFAULT_SEED) -> np.n
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     return DATASETS[name](n, np.random.default_rng(seed))
+
+
+def get_labelled(
+    name: str, n: int = DEFAULT_N, seed: int = DEFAULT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """`get_dataset`'s points with each one's class (int64 (n,)), for the LABELLED datasets."""
+    if name not in LABELLED:
+        raise ValueError(f"dataset {name!r} has no classes; labelled: {sorted(LABELLED)}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return LABELLED[name](n, np.random.default_rng(seed))
+
+
+@cache
+def reference_labels(name: str) -> np.ndarray:
+    """The class of each of `reference_points(name)` (cached, read-only)."""
+    labels = get_labelled(name)[1]
+    labels.setflags(write=False)
+    return labels
 
 
 @cache
