@@ -49,12 +49,16 @@ dashboards: install
 
 # Retrain every shipped model: the paper recipe's plain and density models (about 1.5 minutes
 # each on 2 CPU cores), the improved recipe's plain models (about 5 minutes each) and its
-# energy models (about 11 minutes each: a double backward per step).
+# energy models (about 11 minutes each: a double backward per step), and the labelled datasets'
+# class-conditional models (about 5-7 minutes each, one thread) with their autoguidance guides
+# (about 20 seconds each).
 models: install
 	$(BIN)/dgs train --dataset all --objective plain --quiet --out model_store
 	$(BIN)/dgs train --dataset all --objective density --quiet --out model_store
 	$(BIN)/dgs train --dataset all --objective plain --recipe improved --quiet --out model_store
 	$(BIN)/dgs train --dataset all --objective energy --recipe improved --quiet --out model_store
+	$(BIN)/dgs train --dataset all --objective conditional --recipe improved --quiet --out model_store
+	$(BIN)/dgs train --dataset all --objective conditional --recipe guide --quiet --out model_store
 
 # Speed benchmarks (about 10 minutes on 2 CPU cores): .bench/bench.json and .bench/bench.md
 bench: install

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from service.core.store import CheckpointStore
-from service.worker.recipes import train_config
+from service.worker.recipes import get_recipe, train_config
 from service.worker.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +24,32 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         config = train_config("paper", objective, steps=TINY_STEPS, kl_samples=2000)
         train("moons", config, out=root, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def conditional_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """gaussians: a class-conditional model, its autoguidance guide (both a few hundred real
+    steps, the classifier trained with the model), and an unconditional plain model."""
+    root = tmp_path_factory.mktemp("conditional")
+    # the improved recipe's schedule and embedding on the guide's small network: seconds, not
+    # a minute (the network's size is not what these tests are about)
+    small = replace(get_recipe("improved"), model=get_recipe("guide").model)
+    runs = [("improved", "conditional", TINY_STEPS, small), ("guide", "conditional", 100, None)]
+    runs.append(("paper", "plain", 100, None))
+    for recipe, objective, steps, override in runs:
+        config = train_config(recipe, objective, steps=steps, kl_samples=500, classifier_steps=300)
+        train("gaussians", config, out=root, progress=False, recipe=override)
+    return root
+
+
+@pytest.fixture(scope="session")
+def conditional_model(conditional_store: Path):
+    return CheckpointStore(conditional_store).load_ready("gaussians-conditional-improved")
+
+
+@pytest.fixture(scope="session")
+def guide_model(conditional_store: Path):
+    return CheckpointStore(conditional_store).load_ready("gaussians-conditional-guide")
 
 
 @pytest.fixture(scope="session")

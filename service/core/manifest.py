@@ -14,7 +14,9 @@ from service.core.data import DATASETS
 from service.core.network import DenoiserConfig
 from service.core.schedule import BETA_SCHEDULES, ScheduleConfig
 
-OBJECTIVES = ("plain", "density", "energy")
+OBJECTIVES = ("plain", "density", "energy", "conditional")
+# a smaller, shorter-trained conditional model that guides its dataset's main one (autoguidance)
+GUIDE_RECIPE = "guide"
 PAPER_RECIPE = "paper"  # manifests written before recipes existed were all made with it
 
 
@@ -37,6 +39,8 @@ class ModelKind:
     @property
     def preference(self) -> int:
         """Which model is its dataset's default for its objective: the improved recipe wins."""
+        if self.recipe == GUIDE_RECIPE:  # a guide is never its dataset's default
+            return -1
         return 0 if self.recipe == PAPER_RECIPE else 1
 
     @classmethod

@@ -29,6 +29,11 @@ class ReadyModel:
     pad_blocks: bool = False
     # energy models only: sigma_t / v_t per timestep (eps = -grad f + (sigma_t / v_t) x)
     energy_coef: torch.Tensor | None = None
+    # class-conditional models: (num_classes + 1, hidden), the first layer's share of each
+    # class; the last row is the null class (unconditional)
+    class_table: torch.Tensor | None = None
+    # the small classifier p(c | x) its worker trained beside it (core/classifier.py)
+    classifier: Any = field(default=None, repr=False, compare=False)
     _respaced: dict[int, Schedule] = field(default_factory=dict, repr=False, compare=False)
     # sampling plans by (variant, scale, steps): built once, then shared by requests
     plans: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -75,6 +80,15 @@ class ReadyModel:
     def is_energy(self) -> bool:
         return self.objective == "energy"
 
+    @property
+    def num_classes(self) -> int:
+        return self.network.config.num_classes
+
+    @property
+    def null_label(self) -> int:
+        """The null class's index: what an unconditional row of a conditional model uses."""
+        return self.network.config.num_classes
+
 
 CPU_BLOCK_ROWS = 1024
 GPU_BLOCK_ROWS = 8192
@@ -86,6 +100,7 @@ def make_ready(
     schedule: Schedule,
     manifest: dict[str, Any],
     device: torch.device | str = "cpu",
+    classifier: Any = None,
 ) -> ReadyModel:
     device = torch.device(device)
     network = network.to(device).eval().requires_grad_(False)
@@ -109,4 +124,6 @@ def make_ready(
         CPU_BLOCK_ROWS if on_cpu else GPU_BLOCK_ROWS,
         pad_blocks=not on_cpu,
         energy_coef=energy_coef,
+        class_table=None if network.label is None else network.label.weight.contiguous(),
+        classifier=None if classifier is None else classifier.to(device).eval(),
     )

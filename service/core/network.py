@@ -23,6 +23,10 @@ class DenoiserConfig:
     out_dim: int = 3  # eps (2) + log p_hat (1); 1 for an energy network
     # relu (the paper's); silu for energy networks, whose eps is a gradient: ReLU's would jump
     activation: str = "relu"
+    # class-conditional (issue 15): a learned vector per class, plus one for the null class
+    # (index num_classes, what label dropout trains), added to the first layer's output as
+    # the time embedding is. 0: unconditional, no such table.
+    num_classes: int = 0
 
 
 def sinusoidal_embedding(v: torch.Tensor, dim: int, scale: float) -> torch.Tensor:
@@ -66,6 +70,16 @@ class Denoiser(nn.Module):
         )
         self.act = ACTIVATIONS[c.activation]
         self.output = nn.Linear(c.hidden_dim, c.out_dim)
+        self.label = nn.Embedding(c.num_classes + 1, c.hidden_dim) if c.num_classes else None
+
+    def label_hidden(self, labels: torch.Tensor | None, rows: int) -> torch.Tensor | float:
+        """(B,) class indices (None: every row the null class) -> their share of the first
+        layer; 0 for an unconditional network."""
+        if self.label is None:
+            return 0.0
+        if labels is None:
+            labels = torch.full((rows,), self.config.num_classes, device=self.label.weight.device)
+        return self.label(labels)
 
     def time_hidden(self, t: torch.Tensor) -> torch.Tensor:
         """(B,) timesteps -> (B, hidden): the time embedding's share of the first layer + bias."""
@@ -74,7 +88,11 @@ class Denoiser(nn.Module):
         return F.linear(emb, self.input.weight[:, 2 * c.embedding_dim :], self.input.bias)
 
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor, t_hidden: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        t_hidden: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         c = self.config
         emb = torch.cat(
@@ -87,6 +105,8 @@ class Denoiser(nn.Module):
         if t_hidden is None:
             t_hidden = self.time_hidden(t)
         h = F.linear(emb, self.input.weight[:, : 2 * c.embedding_dim]) + t_hidden
+        if self.label is not None:
+            h = h + self.label_hidden(labels, len(x))
         for block in self.blocks:
             h = block(h)
         return self.output(self.act(h))

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from service.core.classifier import Classifier, ClassifierConfig
 from service.core.manifest import Manifest, ManifestError
 from service.core.model import ReadyModel, make_ready
 from service.core.network import Denoiser
@@ -55,6 +56,7 @@ class Checkpoint:
     network: Denoiser  # on the CPU, eval mode
     manifest: Manifest
     path: Path
+    classifier: Classifier | None = None  # a conditional model's p(c | x), verified as its weights
 
     @property
     def schedule(self) -> ScheduleConfig:
@@ -168,14 +170,40 @@ class CheckpointStore:
         if not all(torch.isfinite(v).all() for v in tensors.values()):
             raise CheckpointError(f"{wpath}: weights hold non-finite values")
         network.load_state_dict(tensors, strict=True)
-        return Checkpoint(name, network.eval(), manifest, folder)
+        classifier = self._load_classifier(folder, raw)
+        return Checkpoint(name, network.eval(), manifest, folder, classifier)
+
+    def _load_classifier(self, folder: Path, raw: dict[str, Any]) -> Classifier | None:
+        """The side file a conditional model's manifest names, checked against its sha256."""
+        entry = raw.get("classifier")
+        if entry is None:
+            return None
+        try:
+            path = folder / entry["file"]
+            config = ClassifierConfig(**entry["config"])
+            expected = entry["sha256"]
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{folder / MANIFEST}: bad classifier entry ({e})") from e
+        if Path(entry["file"]).name != entry["file"]:
+            raise CheckpointError(f"{folder / MANIFEST}: classifier file must be in the folder")
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise CheckpointError(f"{path}: cannot read ({e})") from e
+        if sha256_bytes(data) != expected:
+            raise CheckpointError(f"{path}: sha256 does not match the manifest's (tampered?)")
+        net = Classifier(config)
+        try:
+            net.load_state_dict(load_safetensors(data), strict=True)
+        except Exception as e:
+            raise CheckpointError(f"{path}: does not match its config ({e})") from e
+        return net.eval().requires_grad_(False)
 
     def load_ready(self, name: str, device: torch.device | str = "cpu") -> ReadyModel:
         """`load`, then move to `device` with the schedule and time table ready to sample."""
         ckpt = self.load(name)
-        return make_ready(
-            name, ckpt.network, make_schedule(ckpt.schedule), ckpt.manifest.raw, device
-        )
+        schedule = make_schedule(ckpt.schedule)
+        return make_ready(name, ckpt.network, schedule, ckpt.manifest.raw, device, ckpt.classifier)
 
     def save(
         self,
@@ -187,7 +215,8 @@ class CheckpointStore:
         extra: dict[str, Any] | None = None,
         files: dict[str, bytes] | None = None,
     ) -> dict[str, Any]:
-        """Write weights, side files, then the manifest (last: it makes the checkpoint visible)."""
+        """Write weights, side files, then the manifest (last: it makes the checkpoint visible).
+        A side file named by an `extra` entry's "file" gets that entry's sha256."""
         folder = self.path(name)
         state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
         data = save_safetensors(state, metadata={"name": name, "dataset": dataset})
@@ -202,6 +231,9 @@ class CheckpointStore:
             "weights_bytes": len(data),
             **(extra or {}),
         }
+        for key, entry in list(manifest.items()):
+            if isinstance(entry, dict) and entry.get("file") in (files or {}):
+                manifest[key] = {**entry, "sha256": sha256_bytes(files[entry["file"]])}
         manifest = sealed(manifest)
         write_atomic(folder / WEIGHTS, data)
         for fname, content in (files or {}).items():

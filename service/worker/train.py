@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from service.core.data import get_dataset
+from service.core.classifier import ClassifierConfig
+from service.core.data import LABELLED, get_dataset, get_labelled
 from service.core.energy import energy_eps
 from service.core.evaluation import evaluate
 from service.core.manifest import ModelKind
@@ -32,6 +33,12 @@ from service.core.model import make_ready
 from service.core.network import Denoiser, DenoiserConfig, split_output
 from service.core.schedule import Schedule, add_noise, make_schedule
 from service.core.store import CheckpointStore
+from service.worker.classifier import (
+    CLASSIFIER_FILE,
+    ClassifierTraining,
+    classifier_bytes,
+    train_classifier,
+)
 from service.worker.ema import EMA
 from service.worker.recipes import Recipe, TrainConfig, get_recipe
 
@@ -41,13 +48,28 @@ RUNAWAY_LOG_P = 1e3
 
 
 def predict(
-    network: Denoiser, schedule: Schedule, objective: str, x_t: torch.Tensor, t: torch.Tensor
+    network: Denoiser,
+    schedule: Schedule,
+    objective: str,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """-> (eps_hat, log p_hat): the head's output, or for `energy` -sigma grad E and E itself
-    (with the graph kept for the double backward when the network is training)."""
+    (with the graph kept for the double backward when the network is training). `labels`:
+    a conditional network's class per row (its null class where dropped)."""
     if objective == "energy":
         return energy_eps(network, schedule, x_t, t, create_graph=network.training)
-    return split_output(network(x_t, t))
+    return split_output(network(x_t, t, labels=labels))
+
+
+def drop_labels(
+    labels: torch.Tensor, null: int, p: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Label dropout: each row's class becomes the null class with probability p, so one network
+    learns eps(x, c) and eps(x, null) (classifier-free guidance's two predictions)."""
+    dropped = torch.rand(len(labels), generator=generator) < p
+    return torch.where(dropped, torch.full_like(labels, null), labels)
 
 
 # The energy network's differences from a recipe's (docs/RESULTS.md, "Energy models"): its eps
@@ -62,7 +84,10 @@ ENERGY_COORD_SCALE = {"circle": 50.0}
 
 
 def network_config(recipe: Recipe, objective: str, dataset: str | None = None) -> DenoiserConfig:
-    """The energy network outputs one scalar, E's learned part; the others eps (2) + log p_hat."""
+    """The energy network outputs one scalar, E's learned part; the others eps (2) + log p_hat.
+    A conditional network has a class table of the dataset's classes."""
+    if objective == "conditional":
+        return replace(recipe.model, num_classes=len(np.unique(get_labelled(dataset, 1000)[1])))
     if objective != "energy":
         return recipe.model
     scale = ENERGY_COORD_SCALE.get(dataset, ENERGY_NETWORK["coord_scale"])
@@ -78,7 +103,7 @@ def objective_loss(
     t: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (loss, noise mse, mean log p_hat). density: mse - mean(lambda_t log p_hat), eq. 4;
-    plain and energy: the noise mse alone."""
+    plain, energy and conditional: the noise mse alone."""
     mse = F.mse_loss(eps_hat, eps)
     if config.objective != "density":
         return mse, mse, log_p.mean()
@@ -94,19 +119,25 @@ def lr_factor(config: TrainConfig, step: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def batches(data: torch.Tensor, batch_size: int, generator: torch.Generator):
-    """Shuffled epochs without end, the last batch of an epoch possibly short (a DataLoader's)."""
+def batches(rows: int, batch_size: int, generator: torch.Generator):
+    """Row indices of shuffled epochs without end, the last batch of an epoch possibly short
+    (a DataLoader's)."""
     while True:
-        order = torch.randperm(len(data), generator=generator)
-        for start in range(0, len(data), batch_size):
-            yield data[order[start : start + batch_size]]
+        order = torch.randperm(rows, generator=generator)
+        for start in range(0, rows, batch_size):
+            yield order[start : start + batch_size]
 
 
 @torch.no_grad()
 def eval_loss(
-    network: Denoiser, schedule: Schedule, data: torch.Tensor, config: TrainConfig
+    network: Denoiser,
+    schedule: Schedule,
+    data: torch.Tensor,
+    config: TrainConfig,
+    labels: torch.Tensor | None = None,
 ) -> tuple[float, float]:
-    """Noise MSE over the whole dataset with fresh noise and timesteps; also mean log p_hat."""
+    """Noise MSE over the whole dataset with fresh noise and timesteps; also mean log p_hat.
+    A conditional model's is its conditional MSE (every row with its class)."""
     g = torch.Generator().manual_seed(config.seed + 1)
     network.eval()
     losses, log_ps = [], []
@@ -114,8 +145,9 @@ def eval_loss(
         x0 = data[start : start + config.eval_batch]
         eps = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, schedule.num_timesteps, (len(x0),), generator=g)
+        cls = None if labels is None else labels[start : start + config.eval_batch]
         eps_hat, log_p = predict(
-            network, schedule, config.objective, add_noise(schedule, x0, eps, t), t
+            network, schedule, config.objective, add_noise(schedule, x0, eps, t), t, cls
         )
         losses.append(F.mse_loss(eps_hat, eps).item())
         log_ps.append(log_p.mean().item())
@@ -158,8 +190,14 @@ def train(
     recipe = recipe or get_recipe(config.recipe)
     torch.manual_seed(config.seed)
     schedule = make_schedule(recipe.schedule)
-    data = torch.from_numpy(get_dataset(dataset))
+    conditional = config.objective == "conditional"
+    if conditional and dataset not in LABELLED:
+        raise ValueError(f"dataset {dataset!r} has no classes; labelled: {sorted(LABELLED)}")
+    points, labels = get_labelled(dataset) if conditional else (get_dataset(dataset), None)
+    data = torch.from_numpy(points)
+    labels = None if labels is None else torch.from_numpy(labels)
     network = Denoiser(network_config(recipe, config.objective, dataset))
+    null = network.config.num_classes
     ema = EMA(network, config)
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -169,11 +207,17 @@ def train(
     rows: list[tuple] = []
     bar = tqdm(total=config.steps, desc=f"train {dataset}/{config.objective}", disable=not progress)
     start = time.perf_counter()
-    for step, x0 in zip(range(config.steps), batches(data, config.batch_size, g), strict=False):
+    for step, idx in zip(
+        range(config.steps), batches(len(data), config.batch_size, g), strict=False
+    ):
+        x0 = data[idx]
         eps = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, schedule.num_timesteps, (len(x0),), generator=g)
         x_t = add_noise(schedule, x0, eps, t)
-        eps_hat, log_p = predict(network, schedule, config.objective, x_t, t)
+        batch_labels = None
+        if labels is not None:
+            batch_labels = drop_labels(labels[idx], null, config.label_dropout, g)
+        eps_hat, log_p = predict(network, schedule, config.objective, x_t, t, batch_labels)
         loss, mse, log_p = objective_loss(config, schedule, eps_hat, log_p, eps, t)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -192,7 +236,7 @@ def train(
     bar.close()
     train_seconds = time.perf_counter() - start
 
-    final_eval_loss, eval_log_p = eval_loss(network, schedule, data, config)
+    final_eval_loss, eval_log_p = eval_loss(network, schedule, data, config, labels)
     name = name or ModelKind(dataset, config.objective, config.recipe).name
     partial = {"dataset": dataset, "training": asdict(config), "recipe": config.recipe}
     ready = make_ready(name, ema.model, schedule, partial)
@@ -216,6 +260,15 @@ def train(
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "loss_log": "loss.csv",
     }
+    files = {"loss.csv": loss_csv(rows)}
+    if conditional:
+        classifier, info = train_classifier(
+            dataset,
+            ClassifierConfig(num_classes=null),
+            ClassifierTraining(steps=config.classifier_steps, seed=config.seed),
+        )
+        files[CLASSIFIER_FILE] = classifier_bytes(classifier)
+        extra["classifier"] = {"file": CLASSIFIER_FILE, **info}
     store = CheckpointStore(out)
     return store.save(
         name,
@@ -224,5 +277,5 @@ def train(
         dataset,
         training=asdict(config),
         extra=extra,
-        files={"loss.csv": loss_csv(rows)},
+        files=files,
     )
