@@ -7,6 +7,7 @@ import pytest
 
 from service.core.evaluation import evaluate
 from service.core.store import CheckpointStore
+from service.worker.recipes import get_recipe
 from tests.conftest import SHIPPED_STORE
 
 STORE = CheckpointStore(SHIPPED_STORE)
@@ -24,6 +25,23 @@ def test_every_dataset_ships_both_recipes():
             assert name in NAMES, name
 
 
+# The Bayes rule's accuracy: the boxes and moons are separable, the Gaussians (+-1, sd 0.7)
+# overlap: Phi(1 / 0.7) = 0.923
+BAYES_ACCURACY = {"boxes": 1.0, "gaussians": 0.923, "moons": 1.0}
+
+
+@pytest.mark.parametrize("dataset", sorted(BAYES_ACCURACY))
+def test_each_labelled_dataset_ships_a_conditional_model_its_guide_and_classifier(dataset):
+    main = STORE.load(f"{dataset}-conditional-improved")
+    guide = STORE.load(f"{dataset}-conditional-guide")
+    assert main.network.config.num_classes == guide.network.config.num_classes == 2
+    assert main.manifest.schedule == guide.manifest.schedule  # autoguidance needs one schedule
+    assert main.classifier is not None
+    accuracy = main.manifest.raw["classifier"]["heldout_accuracy"]
+    assert BAYES_ACCURACY[dataset] - 0.005 <= accuracy <= BAYES_ACCURACY[dataset] + 0.005
+    assert main.manifest.raw["kl_bits"] <= 0.05  # its unconditional (null-class) samples
+
+
 @pytest.mark.parametrize("dataset", sorted(REFERENCE_RUNS_MAX_KL))
 def test_improved_models_halve_the_papers_baseline_kl(dataset):
     """Issue 6's target, on the shipped models' own manifests (seed 0, 10,000 samples)."""
@@ -39,7 +57,7 @@ def test_shipped_checkpoint_is_small_complete_and_loads(name):
     assert (folder / "weights.safetensors").stat().st_size < 2_000_000
     assert (folder / "loss.csv").exists()
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["training"]["steps"] == (30_000 if manifest["recipe"] == "improved" else 10_000)
+    assert manifest["training"]["steps"] == get_recipe(manifest["recipe"]).train.steps
     assert math.isfinite(manifest["kl_bits"]) and "mean_log_p_hat" in manifest
     STORE.load(name)
 
