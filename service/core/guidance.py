@@ -13,6 +13,16 @@ toward the modes for gamma < 0. A new variant of this kind is one gamma function
 Two more kinds (core/density_guidance.py): `density` (Density Guidance: per-row log-density
 control on the ODE) and `prior` (Prior Guidance: the latent's norm set to a quantile); their
 scale is the quantile q.
+
+And guidance of class-conditional models (issue 15), whose scale is the weight w:
+eps_w = eps_ref + w (eps(x, c) - eps_ref). `cfg` (classifier-free guidance, Ho & Salimans 2022)
+takes eps_ref = eps(x, null), the same network's unconditional prediction; `autoguidance`
+(Karras et al. 2024) the prediction eps_guide(x, c) of a smaller, shorter-trained model of the
+same parameterisation. w = 1 is the conditional model unguided, w = 0 the reference alone.
+Chidambaram et al. (2024) write the guided score (1 + w') grad log p(x | c) - w' grad log p(x):
+their w' is our w - 1. Either can be limited to noise levels sigma in [sigma_lo, sigma_hi]
+(a guidance interval, Kynkaanniemi et al. 2024; sigma = sqrt(1 / alpha_bar - 1), EDM's),
+outside which a step runs the conditional model alone.
 """
 
 from __future__ import annotations
@@ -39,7 +49,14 @@ GRADIENTS = {
 }
 # what each objective's model offers, its default first (plain models have no default: the
 # paper's variants were defined on a density model, so a plain one must ask for `score`)
-OFFERED = {"plain": ("score",), "density": ("head", "score"), "energy": ("energy", "score")}
+OFFERED = {
+    "plain": ("score",),
+    "density": ("head", "score"),
+    "energy": ("energy", "score"),
+    "conditional": ("score",),
+}
+W_RANGE = (0.0, 10.0)  # cfg and autoguidance: the guidance weight w
+REFERENCED_KINDS = ("cfg", "autoguidance")  # eps_ref + w (eps(x, c) - eps_ref)
 
 
 class GuidanceUnavailable(RequestError):
@@ -161,6 +178,28 @@ def _minimal(t: torch.Tensor, T: int, scale: float) -> torch.Tensor:
     kind="prior",
     scale_range=QUANTILE_SCALE,
     samplers=("heun", "ddim", "dpmpp_2m"),  # ddim with eta 0 only
+)
+@register(
+    "cfg",
+    "Classifier-free guidance (Ho & Salimans 2022) on a class-conditional model: eps(x, null) "
+    "+ w (eps(x, c) - eps(x, null)), the scale being w (1: the conditional model, 0: the "
+    "unconditional). Needs `class`; `guidance_interval` limits it to a range of sigma.",
+    3.0,
+    "0 (the scale is w)",
+    needs_gradient=False,
+    kind="cfg",
+    scale_range=W_RANGE,
+)
+@register(
+    "autoguidance",
+    "Autoguidance (Karras et al. 2024): eps_guide(x, c) + w (eps(x, c) - eps_guide(x, c)), the "
+    "guide a smaller, shorter-trained conditional model (`guide_model`; default the dataset's "
+    "'guide' recipe). `class` optional; `guidance_interval` as cfg's.",
+    2.0,
+    "0 (the scale is w)",
+    needs_gradient=False,
+    kind="autoguidance",
+    scale_range=W_RANGE,
 )
 def _no_gamma(t: torch.Tensor, T: int, scale: float) -> torch.Tensor:
     return torch.zeros_like(t, dtype=torch.float32)

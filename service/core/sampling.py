@@ -22,6 +22,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from service.core import class_guidance as cg
 from service.core import density_guidance as dg
 from service.core.errors import RequestError
 from service.core.guidance import (
@@ -40,15 +41,17 @@ CHUNK_ROWS = 256
 # padding every forward to at least this many rows keeps a row's result independent of its batch.
 MIN_FORWARD_ROWS = 16
 # Per-evaluation parameters of a plan, one row of floats each (see Plan.rows): the sampler's
-# coefficients, then the network's t, gamma_t, the gradient EMA weight, and (density) the
-# log-density a row should have after the evaluation.
+# coefficients, then the network's t, gamma_t, the gradient EMA weight, (density) the
+# log-density a row should have after the evaluation, (conditional models) the class index,
+# and (cfg, autoguidance) the guidance weight w, 1 where the row runs unguided.
 COEF = slice(0, COEF_WIDTH)
-T_COL, GAMMA_COL, ALPHA_COL, TARGET_COL = range(COEF_WIDTH, COEF_WIDTH + 4)
+T_COL, GAMMA_COL, ALPHA_COL, TARGET_COL, LABEL_COL, W_COL = range(COEF_WIDTH, COEF_WIDTH + 6)
 # The lanes of one evaluation, in batch order: rows with the density head's backward pass, rows
-# guided by the model's own score (forward only), unguided rows, and rows of Density Guidance
-# (eps and its divergence by autograd, one chunk at a time so that a row's numbers depend on its
-# chunk alone). The guided lanes, and the forward-only lanes, are each one slice.
-HEAD, SCORE, PLAIN, DENSITY = range(4)
+# guided by the model's own score (forward only), rows of cfg and autoguidance (a forward, and
+# a second one for their reference), unguided rows, and rows of Density Guidance (eps and its
+# divergence by autograd, one chunk at a time so that a row's numbers depend on its chunk
+# alone). The guided lanes, and the forward-only lanes, are each one slice.
+HEAD, SCORE, REFERENCED, PLAIN, DENSITY = range(5)
 MAX_CACHED_PLANS = 1024
 
 
@@ -81,6 +84,9 @@ class Plan:
     # `rows` as a tensor on the model's device: a step gathers its chunks' rows from it by
     # index instead of building a tensor from nested Python floats (~3 us a chunk a step)
     table: torch.Tensor | None = field(default=None, repr=False, compare=False)
+    label: int | None = None  # a conditional model's class; None: the null class
+    guide: ReadyModel | None = field(default=None, repr=False, compare=False)  # autoguidance
+    interval: tuple[float, float] | None = None  # cfg, autoguidance: [sigma_lo, sigma_hi]
 
     @property
     def evaluations(self) -> int:
@@ -91,14 +97,24 @@ class Plan:
     def lane(self) -> int:
         if self.variant.kind == "density":
             return DENSITY
+        if self.variant.kind in cg.REFERENCED_KINDS:
+            return REFERENCED
         if self.gradient == "head":
             return HEAD
         return SCORE if self.gradient else PLAIN
 
     @property
     def needs_gradient(self) -> bool:
-        """Whether an evaluation runs a backward pass (the batcher's cost model)."""
-        return self.lane in (HEAD, DENSITY)
+        """Whether an evaluation costs more than one forward: a backward pass, or cfg's and
+        autoguidance's second forward (the batcher's cost model)."""
+        return self.lane in (HEAD, DENSITY, REFERENCED)
+
+    @property
+    def guided_evaluations(self) -> int:
+        """cfg, autoguidance: evaluations that run the reference too (w != 1 there)."""
+        if self.lane != REFERENCED:
+            return 0
+        return sum(1 for row in self.rows if row[W_COL] != 1.0)
 
     @property
     def final_target(self) -> float | None:
@@ -115,8 +131,14 @@ def make_plan(
     eta: float | None = None,
     gradient: str | None = None,
     target_log_p: float | None = None,
+    label: int | str | None = None,
+    guide: ReadyModel | None = None,
+    interval: tuple[float, float] | None = None,
 ) -> Plan:
     """Check the request against the model and precompute its per-evaluation parameters.
+
+    `label`, `guide`, `interval`: class-conditional models (core/class_guidance.py): the
+    class (index or name), autoguidance's guide model, the sigma range guidance applies in.
 
     Plans are cached on the model (up to MAX_CACHED_PLANS), so a server's event loop does no
     tensor work for a repeated request shape. The first `density` plan of a (model, steps)
@@ -129,8 +151,11 @@ def make_plan(
     smp = get_sampler(sampler or v.default_sampler)
     params = resolve_params(smp, {"eta": eta})
     _check_kind(v, smp, params, target_log_p)
+    used_label = cg.resolve_label(model, v, label)
+    interval = None if interval is None else (float(interval[0]), float(interval[1]))
+    cg.check_reference(model, v, guide, interval)
     key = (v.name, used_scale, steps, smp.name, tuple(sorted(params.items())), used_gradient)
-    key += (target_log_p,)
+    key += (target_log_p, used_label, None if guide is None else guide.id, interval)
     if key in model.plans:
         return model.plans[key]
     s = model.schedule_for(steps)
@@ -145,6 +170,10 @@ def make_plan(
         start = dg.start_log_density(model, torch.tensor([[median, 0.0]]), int(t[0]))
         path = dg.target_path(table, quantile, target_log_p, float(start[0]))
         target = torch.from_numpy(path[dg.step_of_evaluation(len(t))])
+    label_index = model.null_label if used_label is None else used_label
+    weight = torch.ones(len(t), dtype=torch.float64)
+    if v.kind in cg.REFERENCED_KINDS:
+        weight = cg.weight_column(model, t, used_scale, interval)
     columns = torch.cat(
         [
             coef.float(),
@@ -152,6 +181,8 @@ def make_plan(
             gamma.float()[:, None],
             torch.full((len(t), 1), alpha),
             target.float()[:, None],
+            torch.full((len(t), 1), float(label_index)),
+            weight.float()[:, None],
         ],
         dim=1,
     ).flip(0)  # rows[p]: p evaluations left after it
@@ -169,6 +200,9 @@ def make_plan(
         target_log_p,
         norm,
         columns.contiguous().to(model.device),
+        used_label,
+        guide,
+        interval,
     )
     if len(model.plans) < MAX_CACHED_PLANS:
         model.plans[key] = plan
@@ -268,18 +302,35 @@ def model_eps(
     t: torch.Tensor,
     with_gradient: bool,
     t_uniform: int | None = None,
+    labels: torch.Tensor | None = None,
+    label_uniform: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Noise prediction (B, 2) and, if asked, grad_x log p_hat (B, 2), in blocks of rows.
 
     The gradient comes from a hand-written backward sweep: no autograd graph, one pass.
     `t_uniform`: every row's timestep, when they share one; its time row is then broadcast
     instead of gathered per row (a (B, hidden) copy a step, 3% of an offline run).
+    Conditional models: each row's class `labels` (B,), or `label_uniform` for all (default
+    the null class); its share of the first layer is added to the time's.
     """
     xp, tp, rows = _pad(x, t, model.block_rows if model.pad_blocks else 0)
     if t_uniform is not None:
         t_hidden = model.time_table[t_uniform : t_uniform + 1]
     else:
         t_hidden = model.time_table[tp]
+    if model.class_table is not None:
+        if labels is None:
+            label = model.null_label if label_uniform is None else label_uniform
+            t_hidden = t_hidden + model.class_table[label : label + 1]
+        else:
+            extra = len(xp) - rows
+            lp = (
+                torch.cat([labels, labels.new_full((extra,), model.null_label)])
+                if extra
+                else labels
+            )
+            t_hidden = t_hidden + model.class_table[lp]
+    broadcast = t_hidden.shape[0] == 1  # one time (and class) row for every row
     block = model.block_rows or len(xp)
     eps_parts, grad_parts = [], []
     for start in range(0, len(xp), block):
@@ -287,7 +338,7 @@ def model_eps(
         if not model.pad_blocks and 0 < len(xp) - start - block < MIN_FORWARD_ROWS:
             block = len(xp) - start
         xs = xp[start : start + block]
-        hs = t_hidden if t_uniform is not None else t_hidden[start : start + block]
+        hs = t_hidden if broadcast else t_hidden[start : start + block]
         if model.energy_coef is not None:  # eps = -grad f + (sigma_t / v_t) x: one backward
             _, grad_f = infer_with_density_gradient(model.weights, xs, hs)
             coef = model.energy_coef[tp[start : start + block]]
@@ -317,12 +368,12 @@ def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
     ordered = sorted(chunks, key=_lane_order) if len(chunks) > 1 else chunks
     lanes = [c.plan.lane for c in ordered]
     sizes = [c.rows for c in ordered]
-    rows_in = [0, 0, 0, 0]
+    rows_in = [0] * 5
     for lane, rows in zip(lanes, sizes, strict=True):
         rows_in[lane] += rows
     n_head, n_guided, n_forward = rows_in[HEAD], rows_in[HEAD] + rows_in[SCORE], rows_in[PLAIN]
-    n_forward += rows_in[SCORE]
-    guided = ordered[: bisect.bisect_left(lanes, PLAIN)]  # sorted by lane: HEAD, SCORE first
+    n_forward += rows_in[SCORE] + rows_in[REFERENCED]
+    guided = ordered[: bisect.bisect_left(lanes, REFERENCED)]  # sorted by lane: HEAD, SCORE first
     total = sum(sizes)
     dev = model.device
     for c in ordered:
@@ -334,18 +385,27 @@ def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
         first = ordered[0]
         per_row = first.plan.table[first.position : first.position + 1].expand(total, -1)
         t_uniform = int(first.plan.rows[first.position][T_COL])
+        label_uniform = int(first.plan.rows[first.position][LABEL_COL])
     else:
         per_row = _gather_rows(ordered, sizes, total, dev)
-        t_uniform = None
+        t_uniform = label_uniform = None
     x = torch.cat([c.x for c in ordered]) if len(ordered) > 1 else ordered[0].x
     t = per_row[:, T_COL].long()
+    labels = per_row[:, LABEL_COL].long() if model.class_table is not None else None
+    row_labels = None if label_uniform is not None or labels is None else labels  # per row
     eps_parts, head_grad, new_state = [], None, None
     if n_head:
-        eps, head_grad = model_eps(model, x[:n_head], t[:n_head], True, t_uniform)
+        head_labels = None if row_labels is None else row_labels[:n_head]
+        eps, head_grad = model_eps(
+            model, x[:n_head], t[:n_head], True, t_uniform, head_labels, label_uniform
+        )
         eps_parts.append(eps)
     if n_forward:
         part = slice(n_head, n_head + n_forward)
-        eps_parts.append(model_eps(model, x[part], t[part], False, t_uniform)[0])
+        part_labels = None if row_labels is None else row_labels[part]
+        eps_parts.append(
+            model_eps(model, x[part], t[part], False, t_uniform, part_labels, label_uniform)[0]
+        )
     start = n_head + n_forward
     for c in ordered[bisect.bisect_left(lanes, DENSITY) :]:
         part = slice(start, start + c.rows)
@@ -357,6 +417,8 @@ def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
         )
         start += c.rows
     eps = torch.cat(eps_parts) if len(eps_parts) > 1 else eps_parts[0]
+    if rows_in[REFERENCED]:
+        _reference(model, ordered, lanes, n_guided, x, eps, t, labels, per_row, t_uniform)
     if n_guided:
         grads = [head_grad] if n_head else []
         if n_guided > n_head:  # the model's score, -eps / sigma_t: no extra pass
@@ -396,6 +458,30 @@ def advance(model: ReadyModel, chunks: list[RowChunk]) -> None:
         for c, state in zip(guided, new_state.split(sizes[: len(guided)]), strict=True):
             if c.plan.variant.has_state:
                 c.grad_state = state
+
+
+def _reference(
+    model: ReadyModel,
+    ordered: list[RowChunk],
+    lanes: list[int],
+    first_row: int,
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    t: torch.Tensor,
+    labels: torch.Tensor | None,
+    per_row: torch.Tensor,
+    t_uniform: int | None,
+) -> None:
+    """cfg and autoguidance: the chunks whose weight is not 1 at this evaluation get their
+    reference pass and eps_ref + w (eps - eps_ref) (core/class_guidance.py)."""
+    pending, start = [], first_row
+    for c in ordered[bisect.bisect_left(lanes, REFERENCED) : bisect.bisect_left(lanes, PLAIN)]:
+        if c.plan.rows[c.position][W_COL] != 1.0:
+            pending.append((start, c))
+        start += c.rows
+    if pending:
+        weights = per_row[:, W_COL]
+        cg.apply_reference(model, pending, x, eps, t, labels, weights, t_uniform, model_eps)
 
 
 def _gather_rows(
@@ -480,6 +566,7 @@ class SampleResult:
     # density: each row's log-density tracked along its path (nats), and the target
     log_p: np.ndarray | None = None
     target_log_p: float | None = None
+    label: int | None = None  # a conditional model's class (None: unconditional)
 
 
 def count_nonfinite(samples: np.ndarray) -> int:
@@ -510,12 +597,17 @@ def sample(
     gradient: str | None = None,
     target_log_p: float | None = None,
     on_evaluation: Callable[[int, int], None] | None = None,
+    label: int | str | None = None,
+    guide: ReadyModel | None = None,
+    interval: tuple[float, float] | None = None,
 ) -> SampleResult:
     """Sample n points with `variant` at `scale` (its default when None) in `steps` steps (T)
     of `sampler`: the batcher's own loop body (`advance`), all chunks at once."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    plan = make_plan(model, variant, scale, steps, sampler, eta, gradient, target_log_p)
+    plan = make_plan(
+        model, variant, scale, steps, sampler, eta, gradient, target_log_p, label, guide, interval
+    )
     start = time.perf_counter()
     chunks = make_chunks(plan, n, seed, model.device)
     done = 0
@@ -540,4 +632,5 @@ def sample(
         plan.gradient,
         collect_log_p(chunks),
         plan.final_target,
+        plan.label,
     )

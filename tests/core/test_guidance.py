@@ -24,6 +24,9 @@ def test_registry_has_the_five_variants_with_spec_defaults():
     assert {k: (v.kind, v.scale_range) for k, v in VARIANTS.items() if v.kind != "paper"} == {
         "density": ("density", (0.001, 0.999)),
         "prior": ("prior", (0.001, 0.999)),
+        # issue 15's two, whose scale is the guidance weight w
+        "cfg": ("cfg", (0.0, 10.0)),
+        "autoguidance": ("autoguidance", (0.0, 10.0)),
     }
 
 
@@ -73,7 +76,8 @@ def test_smoothed_keeps_a_per_row_ema_of_the_gradient():
 def test_unknown_variant_lists_the_valid_names():
     with pytest.raises(
         ValueError,
-        match=r"\['adaptive', 'baseline', 'density', 'fixed', 'minimal', 'prior', 'smoothed'",
+        match=r"\['adaptive', 'autoguidance', 'baseline', 'cfg', 'density', 'fixed', 'minimal', "
+        r"'prior',",
     ):
         get_variant("turbo")
 
