@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from service.core.data import DATASETS
+from service.core.data import DATASETS, LABELLED, PAPER_DATASETS
 from service.core.device import DEVICE_CHOICES
 from service.core.guidance import GRADIENTS, SCALE_RANGE, VARIANTS
 from service.core.samplers import SAMPLERS
@@ -112,7 +112,10 @@ def _train(args: argparse.Namespace) -> int:
     config = train_config(
         args.recipe, args.objective, steps=args.steps, seed=args.seed, kl_samples=args.kl_samples
     )
-    datasets = sorted(DATASETS) if args.dataset == "all" else [args.dataset]
+    if args.dataset != "all":
+        datasets = [args.dataset]
+    else:  # the paper's four, or for class-conditional models the labelled three
+        datasets = sorted(LABELLED if args.objective == "conditional" else PAPER_DATASETS)
     for dataset in datasets:
         manifest = train(dataset, config, out=args.out, name=args.name, progress=not args.quiet)
         summary = {
@@ -129,6 +132,8 @@ def _train(args: argparse.Namespace) -> int:
                 "sha256",
             )
         }
+        if "classifier" in manifest:
+            summary["classifier_heldout_accuracy"] = manifest["classifier"]["heldout_accuracy"]
         _print_json(summary)
     return 0
 
@@ -143,6 +148,22 @@ def _load_model(args: argparse.Namespace) -> Any:
         held = ", ".join(names) or "no models"
         raise ValueError(f"no model {args.model!r} in {args.model_store} (it holds {held})")
     return store.load_ready(args.model, pick_device(args.device))
+
+
+def _class_arg(value: str | None) -> int | str | None:
+    """--class 0 is an index, --class left a name."""
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def _load_guide(args: argparse.Namespace, model: Any) -> Any:
+    """autoguidance's guide: --guide-model, or the dataset's conditional model of recipe guide."""
+    if args.variant != "autoguidance":
+        return None
+    from service.core.manifest import GUIDE_RECIPE
+    from service.core.store import CheckpointStore
+
+    name = args.guide_model or f"{model.dataset}-conditional-{GUIDE_RECIPE}"
+    return CheckpointStore(args.model_store).load_ready(name, model.device)
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -174,6 +195,9 @@ def _sample(args: argparse.Namespace) -> int:
             args.gradient,
             args.target_log_p,
             on_evaluation=advanced,
+            label=_class_arg(args.label),
+            guide=_load_guide(args, model),
+            interval=None if args.guidance_interval is None else tuple(args.guidance_interval),
         )
     _print_json(
         {
@@ -192,6 +216,7 @@ def _sample(args: argparse.Namespace) -> int:
             "gradient": result.gradient,
             "target_log_p": result.target_log_p,
             "mean_log_p": None if result.log_p is None else float(result.log_p.mean()),
+            "class": result.label,
         }
     )
     return 0
@@ -261,10 +286,13 @@ def _reproduce(args: argparse.Namespace) -> int:
         retrain=args.retrain,
         what_works_n=args.what_works_n,
         what_works_steps=args.what_works_steps,
+        guidance_sweep_n=args.guidance_sweep_n,
     )
     print((Path(args.out) / "table1.md").read_text())
     if args.what_works_n:
         print((Path(args.out) / "what_works.md").read_text())
+    if args.guidance_sweep_n:
+        print((Path(args.out) / "guidance_sweep.md").read_text())
     print(f"{len(cells)} cells; tables, sweep.csv and figures in {args.out}/")
     return 0
 
@@ -276,7 +304,7 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sweep-n", type=_positive, default=2_000, help="samples per scale-sweep point")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--model-store", default="model_store")
-    p.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=None)
+    p.add_argument("--datasets", nargs="+", choices=sorted(PAPER_DATASETS), default=None)
     p.add_argument("--recipe", default="paper", help="which recipe's models (default: paper)")
     p.add_argument("--retrain", action="store_true", help="retrain the models first")
     p.add_argument(
@@ -290,6 +318,12 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         type=_positive,
         default=None,
         help="reverse steps of its cells (default: the models' T)",
+    )
+    p.add_argument(
+        "--guidance-sweep-n",
+        type=_seed,  # an integer >= 0
+        default=2_000,
+        help="samples per point of the class-conditional w sweep, 0..10 (0: skip it)",
     )
     p.set_defaults(func=_reproduce)
 
@@ -362,6 +396,18 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--target-log-p", type=float, default=None, help="variant density: target in nats"
+    )
+    p.add_argument(
+        "--class", dest="label", default=None, help="conditional models: a class index or name"
+    )
+    p.add_argument("--guide-model", type=_model_name, default=None, help="autoguidance's guide")
+    p.add_argument(
+        "--guidance-interval",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("SIGMA_LO", "SIGMA_HI"),
+        help="cfg, autoguidance: guide only at noise levels in [SIGMA_LO, SIGMA_HI]",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(

@@ -57,6 +57,11 @@ class SampleMeta:
     gradient: str | None = None
     target_log_p: float | None = None
     priority: str | None = None  # the class it ran in (servers before priorities: None)
+    label: int | None = None  # a conditional model's class (the JSON's "class")
+    class_name: str | None = None
+    guide_model: str | None = None
+    guidance_interval: list | None = None
+    guided_evaluations: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class Evaluation:
     nll_bits: float | None = None
     sampling_seconds: float | None = None
     seconds_per_sample: float | None = None
+    class_metrics: dict | None = None  # a class on a conditional model: support, E[1/p(c|x)]...
     raw: dict | None = None  # the whole JSON body, for fields added later
 
 
@@ -144,6 +150,8 @@ def describe(detail: Any) -> str:
 def _build(cls: type, data: dict) -> Any:
     names = {f.name for f in fields(cls)}
     kwargs = {k: v for k, v in data.items() if k in names}
+    if "label" in names and "class" in data:  # `class` is a Python keyword
+        kwargs["label"] = data["class"]
     if "timing" in names:
         kwargs["timing"] = Timing(**data["timing"])
     if "raw" in names:
@@ -191,6 +199,15 @@ def _samples_from_npy(response: httpx.Response) -> Samples:
         gradient=get("gradient"),
         target_log_p=get("target-log-p", float),
         priority=get("priority"),
+        label=get("class", int),
+        class_name=get("class-name"),
+        guide_model=get("guide-model"),
+        guidance_interval=(
+            None
+            if h.get("x-guidance-interval") is None
+            else [float(v) for v in h["x-guidance-interval"].split(",")]
+        ),
+        guided_evaluations=get("guided-evaluations", int) or 0,
     )
     return Samples(arr, meta)
 
@@ -266,7 +283,10 @@ def _error(response: httpx.Response) -> ServiceError:
 
 
 def _body(dataset: str, params: dict, timeout: float | None) -> dict:
+    """The request's JSON; `label=` is sent as "class" (a Python keyword)."""
     body = {"dataset": dataset, **{k: v for k, v in params.items() if v is not None}}
+    if "label" in body:
+        body["class"] = body.pop("label")
     if timeout is not None and "deadline_s" not in body:
         body["deadline_s"] = timeout
     return body

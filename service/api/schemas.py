@@ -18,6 +18,7 @@ from service.api.settings import (
     SCALE_RANGE,
     STEPS_CEILING,
 )
+from service.core.class_guidance import SIGMA_LIMIT
 from service.core.data import DATASETS
 from service.core.guidance import GRADIENTS, VARIANTS
 from service.core.likelihood import HELDOUT_SEED
@@ -46,10 +47,14 @@ MODEL_FIELD = Field(
 
 
 LOG_P_SAMPLES_DEFAULT, LOG_P_SAMPLES_MAX = 200, 2_000
+CLASS_INDEX_MAX = 1023  # the service's datasets have 2 classes; the model says how many
+ClassIndex = Annotated[int, Field(ge=0, le=CLASS_INDEX_MAX)]
+ClassName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a-z0-9_]*$")]
+Sigma = Annotated[float, Field(ge=0, le=SIGMA_LIMIT, allow_inf_nan=False)]
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
     dataset: DatasetName
     variant: VariantName = "baseline"
@@ -108,6 +113,33 @@ class _Request(BaseModel):
         "first, 'batch' rows keep a guaranteed share of each second. Default: interactive up "
         "to n = INTERACTIVE_MAX_N (1024), batch above; interactive is refused above it.",
     )
+    label: ClassIndex | ClassName | None = Field(
+        None,
+        alias="class",
+        description="Class-conditional models: the class to sample, by index or name "
+        "(/models lists them: boxes and gaussians 'left'/'right', moons 'upper'/'lower'). "
+        "Needed by cfg; default: the null class (unconditional). Names a conditional model's "
+        "dataset: without `model`, the request runs on it.",
+        examples=["left", 0],
+    )
+    guidance_interval: list[Sigma] | None = Field(
+        None,
+        min_length=2,
+        max_length=2,
+        description="cfg and autoguidance: [sigma_lo, sigma_hi]; w applies only at noise "
+        "levels sigma = sqrt(1/alpha_bar - 1) inside it (Kynkaanniemi et al. 2024), the "
+        "conditional model alone elsewhere. Default: every step.",
+        examples=[[0.3, 3.0]],
+    )
+    guide_model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=NAME_PATTERN.pattern,
+        description="autoguidance: the guiding model (a smaller, shorter-trained conditional "
+        "model of the same schedule). Default: the dataset's model of recipe 'guide'.",
+        examples=["moons-conditional-guide"],
+    )
 
 
 class SampleRequest(_Request):
@@ -115,11 +147,13 @@ class SampleRequest(_Request):
 
     model_config = ConfigDict(
         extra="forbid",
+        populate_by_name=True,
         json_schema_extra={
             "examples": [
                 {"dataset": "moons", "variant": "baseline", "n": 1000, "seed": 0},
                 {"dataset": "dino", "variant": "smoothed", "scale": 0.01, "n": 256},
                 {"dataset": "moons", "sampler": "dpmpp_2m", "steps": 20, "n": 1000, "seed": 0},
+                {"dataset": "boxes", "variant": "cfg", "class": "left", "scale": 3.0, "n": 500},
             ]
         },
     )
@@ -131,6 +165,7 @@ class StreamRequest(SampleRequest):
 
     model_config = ConfigDict(
         extra="forbid",
+        populate_by_name=True,
         json_schema_extra={
             "examples": [
                 {"dataset": "moons", "n": 1000, "seed": 0, "every": 5, "preview_rows": 128}
@@ -158,7 +193,13 @@ class EvaluateRequest(_Request):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"dataset": "moons", "variant": "adaptive", "n": 10000}]},
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {"dataset": "moons", "variant": "adaptive", "n": 10000},
+                {"dataset": "gaussians", "variant": "cfg", "class": "right", "scale": 4.0},
+            ]
+        },
     )
     n: int = Field(10_000, ge=6, le=N_CEILING, description="Samples to score.")
     k: int = Field(5, ge=K_RANGE[0], le=K_RANGE[1], description="Neighbours of the KL estimator.")
@@ -201,9 +242,21 @@ class SampleResponse(BaseModel):
         None, description="Variant density: the log-density every sample was steered to."
     )
     priority: str = Field("interactive", description="The class the request ran in.")
+    label: int | None = Field(
+        None, alias="class", description="The class sampled (index); null: unconditional."
+    )
+    class_name: str | None = None
+    guide_model: str | None = Field(None, description="autoguidance: the guide's name.")
+    guidance_interval: list[float] | None = None
+    guided_evaluations: int = Field(
+        0,
+        description="cfg, autoguidance: evaluations that also ran the reference (the null "
+        "class or the guide), the rest running the conditional model alone.",
+    )
     timing: Timing
 
     model_config = ConfigDict(
+        populate_by_name=True,
         json_schema_extra={
             "examples": [
                 {
@@ -220,11 +273,45 @@ class SampleResponse(BaseModel):
                     "timing": {"queue_s": 0.001, "compute_s": 0.21, "total_s": 0.22},
                 }
             ]
-        }
+        },
     )
 
 
+class ClassMetrics(BaseModel):
+    """How a class-conditional sample sits in its class (docs/RESULTS.md, "Guidance geometry").
+    Each `data_*` field is the same score of the class's own data: a perfect sampler's."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    label: int = Field(alias="class")
+    class_name: str
+    support_fraction: float | None = Field(
+        description="Finite samples inside the class's support; null if none is finite."
+    )
+    data_support_fraction: float
+    support_rule: str = Field(description="What 'inside' means for this dataset.")
+    mean_centre_distance: float | None = Field(description="Mean distance from the class's mean.")
+    data_mean_centre_distance: float
+    mean_shift_away: float | None = Field(
+        description="Mean offset from the class's centre along the axis from the other class's "
+        "centre to this one's: > 0 is away from the other class (the data's: 0)."
+    )
+    class_kl_bits: float | None = Field(
+        description="KL(class data || samples), bits, the same estimator as kl_bits."
+    )
+    mean_reciprocal_probability: float | None = Field(
+        description="E[1 / p(c | x)] over the finite samples under the model's classifier."
+    )
+    data_mean_reciprocal_probability: float
+    classified_fraction: float | None = Field(
+        description="Finite samples the classifier assigns to the class (p(c | x) > 1/2)."
+    )
+    classifier_heldout_accuracy: float
+
+
 class EvaluateResponse(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
     kl_bits: float | None = Field(description="KL(data || samples), bits; null if too few finite")
     precision: float | None = Field(
         None,
@@ -264,6 +351,11 @@ class EvaluateResponse(BaseModel):
     evaluations: int = Field(description="Network evaluations per sample (NFE).")
     model: str
     model_name: str
+    label: int | None = Field(None, alias="class")
+    guided_evaluations: int = 0
+    class_metrics: ClassMetrics | None = Field(
+        None, description="Requests with a class on a class-conditional model."
+    )
     timing: Timing
 
 
@@ -317,6 +409,11 @@ class VariantsResponse(BaseModel):
     datasets: list[str] = Field(description="Datasets with at least one loaded model.")
     defaults: dict[str, dict[str, str]] = Field(description="dataset -> objective -> model.")
     recipes: dict[str, dict[str, str]] = Field(description="dataset -> objective -> recipe.")
+    classes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="dataset -> its class names (index order), where a class-conditional "
+        "model is served: the `class` field takes a name or its index.",
+    )
 
 
 class ModelsResponse(BaseModel):

@@ -21,7 +21,8 @@ from service.api.errors import ApiError, field_error
 from service.api.schemas import SEED_MAX, _Request
 from service.api.state import AppState
 from service.core.errors import RequestError
-from service.core.guidance import VARIANTS
+from service.core.guidance import REFERENCED_KINDS, VARIANTS
+from service.core.model import ReadyModel
 from service.core.sampling import make_plan
 from service.serving.admission import Overloaded, TooLong
 from service.serving.job import (
@@ -70,17 +71,31 @@ def _priority(state: AppState, body: _Request, n: int) -> str:
     return classify(n, body.priority, limit)
 
 
-def default_objective(variant: str, gradient: str | None) -> str:
+def default_objective(variant: str, gradient: str | None, label: object = None) -> str:
     """Which of its dataset's models a request runs on when it names none: the paper's guided
-    variants on the density model (its head), or on the model the gradient names."""
+    variants on the density model (its head), or on the model the gradient names; cfg,
+    autoguidance and any request naming a class on the conditional model."""
+    if VARIANTS[variant].kind in REFERENCED_KINDS or label is not None:
+        return "conditional"
     if not VARIANTS[variant].needs_gradient:
         return "plain"
     return {"energy": "energy", "score": "plain"}.get(gradient or "head", "density")
 
 
 def _resolve(state: AppState, body: _Request) -> ServedModel:
-    objective = default_objective(body.variant, body.gradient)
-    if state.ready and body.model is None and objective != "plain":
+    objective = default_objective(body.variant, body.gradient, body.label)
+    if state.ready and body.model is None:
+        offered = state.registry.defaults(body.dataset)
+        if objective == "plain" and offered and "plain" not in offered and "conditional" in offered:
+            objective = "conditional"  # boxes, gaussians: unconditional = the null class
+        if objective == "conditional" and offered and objective not in offered:
+            field = "class" if body.label is not None else "variant"
+            raise field_error(
+                field,
+                f"dataset {body.dataset!r} has no class-conditional model in the store",
+                f"a dataset with one: {sorted(state.registry.conditional_datasets())}",
+            )
+    if state.ready and body.model is None and objective not in ("plain", "conditional"):
         offered = state.registry.defaults(body.dataset)
         if offered and objective not in offered:  # not shipped, rather than failed to load
             raise field_error(
@@ -101,6 +116,20 @@ def resolve_model(state: AppState, dataset: str, objective: str, model: str | No
         raise field_error(
             "model", str(e), "a name or sha256 from /models, 'plain', 'density', 'energy'"
         ) from e
+    except Unavailable as e:
+        raise ApiError(503, str(e), {"Retry-After": "30"}) from e
+
+
+def _guide(state: AppState, body: _Request, served: ServedModel) -> ReadyModel | None:
+    """autoguidance's guide: the model named, or the dataset's model of recipe 'guide'."""
+    if VARIANTS[body.variant].kind != "autoguidance":
+        if body.guide_model is not None:
+            raise field_error("guide_model", "guide_model applies only to autoguidance", "omitted")
+        return None
+    try:
+        return state.registry.guide(served.model.dataset, body.guide_model).model
+    except UnknownModel as e:
+        raise field_error("guide_model", str(e), "a conditional model of the dataset") from e
     except Unavailable as e:
         raise ApiError(503, str(e), {"Retry-After": "30"}) from e
 
@@ -148,7 +177,14 @@ async def submit_job(
         if body.steps is not None and body.steps > T:
             raise field_error("steps", f"steps must be at most {T} for this model", f"1..{T}")
         args = (served.model, body.variant, body.scale, body.steps, body.sampler, body.eta)
-        args += (body.gradient, body.target_log_p)
+        interval = None if body.guidance_interval is None else tuple(body.guidance_interval)
+        args += (
+            body.gradient,
+            body.target_log_p,
+            body.label,
+            _guide(state, body, served),
+            interval,
+        )
         try:
             if VARIANTS[body.variant].kind == "density":  # its first plan calibrates (~1 s)
                 plan = await run_in_threadpool(make_plan, *args)

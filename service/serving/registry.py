@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from service.core.manifest import OBJECTIVES, ModelKind
+from service.core.manifest import GUIDE_RECIPE, OBJECTIVES, ModelKind
 from service.core.model import ReadyModel, make_ready
 from service.core.sampling import advance, make_chunks, make_plan
 from service.core.schedule import make_schedule
@@ -128,6 +128,34 @@ class Registry:
         )
         raise UnknownModel(f"unknown model {model!r} for {dataset!r}; valid: {valid}")
 
+    def conditional_datasets(self) -> list[str]:
+        return sorted({s.model.dataset for s in self.models.values() if s.model.num_classes})
+
+    def guide(self, dataset: str, name: str | None) -> ServedModel:
+        """autoguidance's guide: the model `name`, or the dataset's conditional model of the
+        guide recipe (UnknownModel or Unavailable, saying why, when there is none)."""
+        if name is None:
+            kinds = self._kinds()
+            found = sorted(
+                n
+                for n, k in kinds.items()
+                if k.dataset == dataset
+                and k.objective == "conditional"
+                and k.recipe == GUIDE_RECIPE
+            )
+            if not found:
+                raise UnknownModel(f"no guide model (recipe {GUIDE_RECIPE!r}) of {dataset!r}")
+            name = found[0]
+        if name in self.failures:
+            raise Unavailable(f"guide model {name!r} is unavailable: {self.failures[name]}")
+        served = self.models.get(name)
+        if served is None:
+            valid = sorted(n for n, s in self.models.items() if s.model.dataset == dataset)
+            raise UnknownModel(f"unknown guide model {name!r} for {dataset!r}; valid: {valid}")
+        if served.model.dataset != dataset:
+            raise UnknownModel(f"guide model {name!r} was trained on {served.model.dataset!r}")
+        return served
+
     def retire(self, names: set[str]) -> None:
         """Stop these models taking requests; each finishes what it holds, then leaves."""
         for name in names:
@@ -138,9 +166,10 @@ def warm_up(model: ReadyModel) -> None:
     """Two steps of the batchers' own path (`advance`), guided and baseline rows in one batch
     where the model has a density head, so the first request pays no first-call costs."""
     variants = ("baseline", "fixed") if model.density_trained else ("baseline",)
-    chunks = [
-        c for v in variants for c in make_chunks(make_plan(model, v, steps=2), 16, 0, model.device)
-    ]
+    plans = [make_plan(model, v, steps=2) for v in variants]
+    if model.num_classes:  # and the class table's gather, and cfg's second pass
+        plans.append(make_plan(model, "cfg", steps=2, label=0))
+    chunks = [c for plan in plans for c in make_chunks(plan, 16, 0, model.device)]
     for _ in range(2):
         advance(model, chunks)
 
@@ -193,8 +222,9 @@ def build_registry(
             if old is not None and old.model.id == ckpt.manifest.id:
                 registry.models[name] = old
                 continue
+            schedule = make_schedule(ckpt.schedule)
             model = make_ready(
-                name, ckpt.network, make_schedule(ckpt.schedule), ckpt.manifest.raw, device
+                name, ckpt.network, schedule, ckpt.manifest.raw, device, ckpt.classifier
             )
             cost = DEFAULT_COST
             if warmup:

@@ -19,6 +19,7 @@ from service.api.schemas import (
     VariantsResponse,
 )
 from service.api.state import StateDep
+from service.core.classes import CLASSES, class_names
 from service.core.data import reference_points
 from service.core.guidance import GRADIENTS, VARIANTS
 from service.core.samplers import SAMPLERS
@@ -60,6 +61,7 @@ async def variants(state: StateDep) -> VariantsResponse:
         datasets=reg.datasets(),
         defaults=defaults,
         recipes=recipes,
+        classes={d: list(class_names(d)) for d in reg.conditional_datasets() if d in CLASSES},
     )
 
 

@@ -13,6 +13,7 @@ from service.api.routes.loglik import heldout_nll_bits, log_likelihood
 from service.api.schemas import EvaluateRequest, EvaluateResponse, error_responses
 from service.api.state import AppState, StateDep
 from service.api.submission import run_job
+from service.core.class_metrics import class_scores, has_class_metrics
 from service.core.evaluation import score
 from service.core.model import ReadyModel
 from service.core.sampling import SampleResult
@@ -68,13 +69,20 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         job.plan.evaluations,
     )
     ev = await run_in_threadpool(score, model, result, body.k)
+    label = job.plan.label
+    by_class = None
+    if has_class_metrics(model, label):
+        by_class = await run_in_threadpool(class_scores, model, job.samples, label, body.k)
+        by_class = {
+            k: _or_none(v) if isinstance(v, float) else v for k, v in vars(by_class).items()
+        }
     sampler = job.plan.sampler.name
     nll = await heldout_nll_bits(state, model)
     if nll is not None and body.model is None and model.objective == "plain":
         state.metrics.on_nll(body.dataset, nll)
     kl = None if math.isnan(ev.kl_bits) else ev.kl_bits
-    if kl is not None and body.model is None:
-        # the gauges (and the KL alert) follow the default models only
+    if kl is not None and body.model is None and label is None:
+        # the gauges (and the KL alert) follow the default models' unconditional samples only
         state.metrics.on_evaluated(body.dataset, ev.variant, sampler, kl, ev.seconds_per_sample)
         state.metrics.on_coverage(body.dataset, ev.variant, sampler, ev.precision, ev.recall)
     log_p, method = await _samples_log_p(state, model, job, body.log_p_samples)
@@ -115,6 +123,9 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         evaluations=job.plan.evaluations,
         model=model.id,
         model_name=model.name,
+        label=label,
+        guided_evaluations=job.plan.guided_evaluations,
+        class_metrics=by_class,
         timing={
             "queue_s": job.queue_seconds,
             "compute_s": job.compute_seconds,

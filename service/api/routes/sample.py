@@ -12,6 +12,7 @@ from service.api.body_guard import require_json
 from service.api.schemas import SampleRequest, SampleResponse, error_responses
 from service.api.state import AppState, StateDep
 from service.api.submission import Finished, run_job
+from service.core.classes import CLASSES, class_names
 
 router = APIRouter(tags=["sampling"])
 NPY = "application/x-npy"
@@ -32,6 +33,11 @@ NPY_HEADERS = {
         "gradient": "The density gradient of a paper variant (absent for others).",
         "target-log-p": "Variant density: the log-density steered to (nats).",
         "priority": "The class the request ran in: interactive or batch.",
+        "class": "Class-conditional models: the class sampled (index).",
+        "class-name": "Its name.",
+        "guide-model": "autoguidance: the guide's name.",
+        "guidance-interval": "cfg, autoguidance: sigma_lo,sigma_hi.",
+        "guided-evaluations": "cfg, autoguidance: evaluations that ran the reference too.",
         "queue-s": "Submission to first denoising step, seconds.",
         "compute-s": "First denoising step to last, seconds.",
         "total-s": "Arrival to response, seconds.",
@@ -56,11 +62,25 @@ def _meta(done: Finished, body: SampleRequest) -> dict:
         "gradient": job.plan.gradient,
         "target_log_p": job.plan.final_target,
         "priority": job.priority,
+        **class_meta(done),
         "timing": {
             "queue_s": round(job.queue_seconds, 6),
             "compute_s": round(job.compute_seconds, 6),
             "total_s": round(done.total_s, 6),
         },
+    }
+
+
+def class_meta(done: Finished) -> dict:
+    """The class-conditional fields: the class, the guide, the interval, the reference passes."""
+    plan, model = done.job.plan, done.served.model
+    names = class_names(model.dataset) if model.num_classes and model.dataset in CLASSES else ()
+    return {
+        "class": plan.label,
+        "class_name": None if plan.label is None or not names else names[plan.label],
+        "guide_model": None if plan.guide is None else plan.guide.name,
+        "guidance_interval": None if plan.interval is None else list(plan.interval),
+        "guided_evaluations": plan.guided_evaluations,
     }
 
 
@@ -87,7 +107,7 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Resp
         buf = io.BytesIO()
         np.save(buf, job.samples.astype(np.float32, copy=False), allow_pickle=False)
         headers = {
-            f"x-{k.replace('_', '-')}": str(v)
+            f"x-{k.replace('_', '-')}": ",".join(map(str, v)) if isinstance(v, list) else str(v)
             for k, v in meta.items()
             if k != "timing" and v is not None
         }
