@@ -138,3 +138,25 @@ def test_playground_samples_compares_and_shows_the_apis_numbers(api_store, tmp_p
         assert wait_state(driver, a) == "error"
         message = a.find_element(By.CSS_SELECTOR, '[data-role="status"]').text
         assert message.startswith("422") and "n:" in message and "allowed" in message, message
+
+
+def test_a_class_from_the_address_runs_cfg_and_shows_its_support_fraction(conditional_store):
+    with live_server(conditional_store, HELDOUT_NLL_POINTS="10") as http, chromium() as driver:
+        driver.get(f"{http.base_url}?a.dataset=gaussians&a.variant=cfg&a.class=right&a.scale=3")
+        WebDriverWait(driver, 30).until(
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
+        )
+        a = panel(driver, "A")
+        names = [o.get_attribute("value") for o in Select(field(a, "class")).options]
+        assert names == ["", "left", "right"]
+        set_value(a, "n", 300)
+        set_value(a, "seed", 2)
+        a.find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
+        assert wait_state(driver, a) == "done", a.text
+        assert "gaussians-conditional-improved" in a.text
+        body = {**request_of(a), "class": "right"}
+        metrics = http.post("/evaluate", json={**body, "log_p_samples": 0}).json()["class_metrics"]
+        expected = (
+            f"{metrics['support_fraction']:.3f} (data {metrics['data_support_fraction']:.3f})"
+        )
+        assert stat(a, "support_fraction") == expected
