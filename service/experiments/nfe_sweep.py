@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from service.core.data import DATASETS
+from service.core.data import PAPER_DATASETS
 from service.core.evaluation import evaluate
 from service.core.samplers import SAMPLERS
 from service.core.store import CheckpointStore
@@ -114,7 +114,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--recipe", default="improved")
-    p.add_argument("--datasets", nargs="+", default=sorted(DATASETS))
+    p.add_argument("--datasets", nargs="+", default=sorted(PAPER_DATASETS))
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from service.core.data import DATASETS
+from service.core.data import PAPER_DATASETS
 from service.core.evaluation import Evaluation, evaluate, score
 from service.core.model import ReadyModel
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
 from service.experiments import figures as fig
+from service.experiments import guidance_sweep as gs
 from service.experiments import what_works as ww
 from service.experiments.machine import describe
 from service.experiments.paper import BASELINE_KL, GRID, paper_cell
@@ -118,10 +119,11 @@ def reproduce(
     figures: bool = True,
     what_works_n: int = 2_000,
     what_works_steps: int | None = None,
+    guidance_sweep_n: int = 2_000,
 ) -> list[Cell]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    datasets = datasets or sorted(DATASETS)
+    datasets = datasets or sorted(PAPER_DATASETS)
     if retrain:
         store = retrain_models(out / "model_store", datasets, recipe)
     ckpts = CheckpointStore(store)
@@ -175,6 +177,8 @@ def reproduce(
         fig.scale_sweep(sweep_rows, out / "scale_sweep.png")
     if what_works_n:
         second_table(ckpts, datasets, what_works_n, seed, what_works_steps, out)
+    if guidance_sweep_n:  # issue 15: the labelled datasets' conditional models, if shipped
+        gs.sweep(out, ckpts, guidance_sweep_n, seed)
     return cells
 
 

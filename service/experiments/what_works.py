@@ -34,7 +34,7 @@ import torch
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
-from service.core.data import DATASETS, get_dataset
+from service.core.data import PAPER_DATASETS, get_dataset
 from service.core.energy import data_box, energy_log_density, grid_normalizer
 from service.core.evaluation import score
 from service.core.likelihood import HELDOUT_SEED, bits_per_dim, model_log_likelihood
@@ -350,7 +350,7 @@ def what_works(
 ) -> list[Row]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    datasets = datasets or sorted(DATASETS)
+    datasets = datasets or sorted(PAPER_DATASETS)
     ckpts = CheckpointStore(store)
     start = time.perf_counter()
     (out / "score_rescaling.md").write_text(score_rescaling.render(score_rescaling.rows()))
