@@ -20,7 +20,8 @@ def test_the_sweep_writes_every_point_and_w_one_is_one_sample_for_every_method(
     assert len({r["support_fraction"] for r in at_one.values()}) == 1
     assert len({r["class_kl_bits"] for r in at_one.values()}) == 1
     assert len({r["mean_shift_away"] for r in rows if r["w"] != 1.0}) > 1
-    assert len(list(csv.DictReader(open(tmp_path / "guidance_sweep.csv")))) == len(rows)
+    with open(tmp_path / "guidance_sweep.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(rows)
     for name in ("guidance_sweep.png", "guidance_samples_gaussians.png", "guidance_sweep.md"):
         assert (tmp_path / name).stat().st_size > 1000
 
