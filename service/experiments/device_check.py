@@ -12,17 +12,29 @@ import argparse
 import numpy as np
 
 from service.core.device import DEVICE_CHOICES, pick_device
-from service.core.guidance import VARIANTS
+from service.core.guidance import REFERENCED_KINDS, VARIANTS
 from service.core.sampling import CHUNK_ROWS, sample
 from service.core.store import CheckpointStore
 
 
-def batch_invariance(model, sizes=(1000, 10_000, 20_000), seed: int = 3) -> list[dict]:
+def _runs(model, conditional=None, guide=None):
+    """(variant, the model it runs on, its extra arguments): cfg and autoguidance on the
+    class-conditional model (class 0; autoguidance with its guide), where one is given."""
+    for variant, v in VARIANTS.items():
+        if v.kind not in REFERENCED_KINDS:
+            yield variant, model, {}
+        elif conditional is not None and (v.kind == "cfg" or guide is not None):
+            yield variant, conditional, {"label": 0, "guide": guide if v.kind != "cfg" else None}
+
+
+def batch_invariance(
+    model, sizes=(1000, 10_000, 20_000), seed: int = 3, conditional=None, guide=None
+) -> list[dict]:
     rows = []
-    for variant in VARIANTS:
-        alone = sample(model, variant, n=CHUNK_ROWS, seed=seed).samples
+    for variant, on, kw in _runs(model, conditional, guide):
+        alone = sample(on, variant, n=CHUNK_ROWS, seed=seed, **kw).samples
         for n in sizes:
-            head = sample(model, variant, n=n, seed=seed).samples[:CHUNK_ROWS]
+            head = sample(on, variant, n=n, seed=seed, **kw).samples[:CHUNK_ROWS]
             rows.append(
                 {
                     "variant": variant,
@@ -34,11 +46,14 @@ def batch_invariance(model, sizes=(1000, 10_000, 20_000), seed: int = 3) -> list
     return rows
 
 
-def batch_seconds(model, n: int = 10_000, repeats: int = 5) -> dict[str, float]:
+def batch_seconds(
+    model, n: int = 10_000, repeats: int = 5, conditional=None, guide=None
+) -> dict[str, float]:
     out = {}
-    for variant in VARIANTS:
-        sample(model, variant, n=n, seed=0)  # warm-up
-        out[variant] = min(sample(model, variant, n=n, seed=0).seconds for _ in range(repeats))
+    for variant, on, kw in _runs(model, conditional, guide):
+        sample(on, variant, n=n, seed=0, **kw)  # warm-up
+        times = [sample(on, variant, n=n, seed=0, **kw).seconds for _ in range(repeats)]
+        out[variant] = min(times)
     return out
 
 
@@ -47,17 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES))
     parser.add_argument("--model-store", default="model_store")
     parser.add_argument("--model", default="moons-density")
+    parser.add_argument("--conditional-model", default="moons-conditional-improved")
+    parser.add_argument("--guide-model", default="moons-conditional-guide")
     args = parser.parse_args(argv)
-    model = CheckpointStore(args.model_store).load_ready(args.model, pick_device(args.device))
-    print(f"{args.model} on {model.device}")
-    rows = batch_invariance(model)
+    store, device = CheckpointStore(args.model_store), pick_device(args.device)
+    model = store.load_ready(args.model, device)
+    conditional = store.load_ready(args.conditional_model, device)
+    guide = store.load_ready(args.guide_model, device)
+    print(f"{args.model} and {args.conditional_model} on {model.device}")
+    rows = batch_invariance(model, conditional=conditional, guide=guide)
     for r in rows:
         verdict = "identical" if r["identical"] else "DIFFERENT"
         print(
             f"{r['variant']:9s} first {CHUNK_ROWS} rows alone vs in n={r['n']}: "
             f"{verdict} (max abs diff {r['max_abs_diff']:.3g})"
         )
-    for variant, seconds in batch_seconds(model).items():
+    for variant, seconds in batch_seconds(model, conditional=conditional, guide=guide).items():
         print(f"{variant:9s} 10,000 samples: {seconds:.4f} s (best of 5)")
     return 0 if all(r["identical"] for r in rows) else 1
 

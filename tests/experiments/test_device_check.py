@@ -3,9 +3,13 @@ from service.core.sampling import CHUNK_ROWS
 from service.experiments.device_check import batch_invariance
 
 
-def test_the_device_check_finds_this_devices_batches_invariant(density_model):
+def test_the_device_check_finds_this_devices_batches_invariant(
+    density_model, conditional_model, guide_model
+):
     """Every registered variant, each on its default sampler (CI once failed here: `prior`
-    was run on ddpm, which it refuses)."""
-    rows = batch_invariance(density_model, sizes=(CHUNK_ROWS + 40,))
+    was run on ddpm, which it refuses); cfg and autoguidance on the conditional model."""
+    rows = batch_invariance(
+        density_model, sizes=(CHUNK_ROWS + 40,), conditional=conditional_model, guide=guide_model
+    )
     assert {r["variant"] for r in rows} == set(VARIANTS)
     assert all(r["identical"] and r["max_abs_diff"] == 0 for r in rows)
