@@ -21,7 +21,12 @@ N = 10_000
 FULL = {"n": N, "rounds": 3}
 QUICK = {"n": 64, "rounds": 1, "steps": 8}  # `dgs bench --quick`: a smoke run, not a figure
 SCORE_TARGET = 1.10
-# (model, variant, gradient, scale): baseline DDPM first on each model, the reference
+# cfg runs two network passes a step, with the interval [0.3, 3] 1.26, autoguidance one plus the
+# guide's (a quarter of the width): targets with 10% for the sampler's own work
+CFG_TARGET, INTERVAL_TARGET, AUTOGUIDANCE_TARGET = 2.2, 1.4, 1.5
+INTERVAL = [0.3, 3.0]
+# (model, variant, gradient, scale[, extra arguments]): baseline DDPM first on each model, the
+# reference; on the conditional model baseline is its null class, then class 0 alone
 METHODS = {
     "{d}-plain-improved": [
         ("baseline", None, None),
@@ -37,6 +42,13 @@ METHODS = {
         ("fixed", "score", 0.005),
         ("prior", None, 0.9),
         ("density", None, 0.5),
+    ],
+    "{d}-conditional-improved": [
+        ("baseline", None, None),
+        ("baseline", None, None, {"label": 0}),
+        ("cfg", None, 3.0, {"label": 0}),
+        ("cfg", None, 3.0, {"label": 0, "interval": INTERVAL}),
+        ("autoguidance", None, 2.0, {"label": 0, "guide": "{d}-conditional-guide"}),
     ],
 }
 
@@ -57,21 +69,23 @@ def guidance_cost(
     rows = []
     for pattern, methods in METHODS.items():
         model = store.load_ready(pattern.format(d=dataset), device)
-        best = [math.inf] * len(methods)
-        for variant, gradient, scale in methods:  # warm-up; density's first plan calibrates
-            sample(model, variant, scale, n=min(n, 512), seed=0, steps=steps, gradient=gradient)
+        runs = [(m[0], m[1], m[2], _extra(store, device, dataset, m)) for m in methods]
+        best = [math.inf] * len(runs)
+        for variant, gradient, scale, kw in runs:  # warm-up; density's first plan calibrates
+            sample(model, variant, scale, min(n, 512), 0, steps, gradient=gradient, **kw)
         for _ in range(rounds):
-            for i, (variant, gradient, scale) in enumerate(methods):
+            for i, (variant, gradient, scale, kw) in enumerate(runs):
                 start = time.perf_counter()
-                sample(model, variant, scale, n=n, seed=0, steps=steps, gradient=gradient)
+                sample(model, variant, scale, n, 0, steps, gradient=gradient, **kw)
                 best[i] = min(best[i], time.perf_counter() - start)
-        for (variant, gradient, scale), seconds in zip(methods, best, strict=True):
+        for (variant, gradient, scale, kw), seconds in zip(runs, best, strict=True):
             plan_sampler = get_variant(variant).default_sampler
             rows.append(
                 {
                     "model": model.name,
                     "variant": variant,
                     "gradient": gradient or "",
+                    "options": _options(kw),
                     "scale": scale,
                     "sampler": plan_sampler,
                     "n": n,
@@ -84,6 +98,33 @@ def guidance_cost(
     return rows
 
 
+def _extra(store: CheckpointStore, device: torch.device, dataset: str, method: tuple) -> dict:
+    """A method's extra arguments, its guide model loaded by name."""
+    kw = dict(method[3]) if len(method) > 3 else {}
+    if "guide" in kw:
+        kw["guide"] = store.load_ready(kw["guide"].format(d=dataset), device)
+    if "interval" in kw:
+        kw["interval"] = tuple(kw["interval"])
+    return kw
+
+
+def _options(kw: dict) -> str:
+    parts = [f"class {kw['label']}"] if "label" in kw else []
+    if "interval" in kw:
+        parts.append(f"interval [{kw['interval'][0]:g}, {kw['interval'][1]:g}]")
+    if "guide" in kw:
+        parts.append(f"guide {kw['guide'].name}")
+    return ", ".join(parts)
+
+
+def _ratio_line(rows: list[dict], what: str, pick, target: float) -> list[str]:
+    found = [r["over_baseline"] for r in rows if pick(r)]
+    if not found:
+        return []
+    verdict = "met" if max(found) <= target else "**missed**"
+    return [f"- Target {what} at most {target:.1f}x baseline: {max(found):.2f}x - {verdict}."]
+
+
 def render(rows: list[dict]) -> list[str]:
     lines = [
         "## Guidance methods: time per sample against baseline DDPM on the same model",
@@ -91,19 +132,31 @@ def render(rows: list[dict]) -> list[str]:
         f"n = {rows[0]['n']:,}, best of interleaved rounds; prior and density run Heun "
         "(2S - 1 network evaluations for S steps), the rest DDPM (S).",
         "",
-        "| model | variant | gradient | sampler | s/sample | / baseline |",
-        "|---|---|---|---|---|---|",
+        "| model | variant | gradient | options | sampler | s/sample | / baseline |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['variant']} | {r['gradient']} | {r['sampler']} "
-            f"| {r['seconds_per_sample']:.2e} | {r['over_baseline']:.2f}x |"
+            f"| {r['model']} | {r['variant']} | {r['gradient']} | {r.get('options', '')} "
+            f"| {r['sampler']} | {r['seconds_per_sample']:.2e} | {r['over_baseline']:.2f}x |"
         )
     score = [r["over_baseline"] for r in rows if r["gradient"] == "score"]
-    lines += [
-        "",
-        f"- Target `score` gradient within {SCORE_TARGET - 1:.0%} of baseline: worst "
-        f"{max(score):.2f}x - {'met' if max(score) <= SCORE_TARGET else '**missed**'}.",
-        "",
-    ]
-    return lines
+    lines.append("")
+    if score:  # a section run on some models only may have none
+        verdict = "met" if max(score) <= SCORE_TARGET else "**missed**"
+        lines.append(
+            f"- Target `score` gradient within {SCORE_TARGET - 1:.0%} of baseline: worst "
+            f"{max(score):.2f}x - {verdict}."
+        )
+    lines += _ratio_line(
+        rows, "cfg (2 passes a step)", lambda r: r["variant"] == "cfg" and not _has(r), CFG_TARGET
+    )
+    lines += _ratio_line(rows, "cfg with the interval", _has, INTERVAL_TARGET)
+    lines += _ratio_line(
+        rows, "autoguidance", lambda r: r["variant"] == "autoguidance", AUTOGUIDANCE_TARGET
+    )
+    return [*lines, ""]
+
+
+def _has(row: dict) -> bool:
+    return "interval" in row.get("options", "")

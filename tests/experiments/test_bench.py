@@ -28,9 +28,13 @@ def test_the_guidance_section_times_every_method_against_its_models_baseline(tmp
     assert {r["n"] for r in rows} == {guidance_bench.QUICK["n"]}
     for r in rows:
         assert r["seconds_per_sample"] > 0 and r["over_baseline"] > 0
-        assert (r["over_baseline"] == 1.0) == (r["variant"] == "baseline")
+        # each model's reference row; the conditional model's class-0 baseline is timed too
+        reference = r["variant"] == "baseline" and not r["options"]
+        assert (r["over_baseline"] == 1.0) == reference
     md = (tmp_path / "bench.md").read_text()
-    assert "moons-energy-improved | density |  | heun" in md and "`score` gradient" in md
+    assert "moons-energy-improved | density |  |  | heun" in md and "`score` gradient" in md
+    assert "| moons-conditional-improved | cfg |  | class 0, interval [0.3, 3] | ddpm |" in md
+    assert "Target cfg (2 passes a step)" in md and "Target autoguidance" in md
 
 
 def test_the_stream_section_alternates_sample_and_stream_through_the_client(api_store):
