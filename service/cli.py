@@ -159,10 +159,10 @@ def _load_guide(args: argparse.Namespace, model: Any) -> Any:
     """autoguidance's guide: --guide-model, or the dataset's conditional model of recipe guide."""
     if args.variant != "autoguidance":
         return None
-    from service.core.manifest import GUIDE_RECIPE
+    from service.core.manifest import GUIDE_RECIPE, ModelKind
     from service.core.store import CheckpointStore
 
-    name = args.guide_model or f"{model.dataset}-conditional-{GUIDE_RECIPE}"
+    name = args.guide_model or ModelKind(model.dataset, "conditional", GUIDE_RECIPE).name
     return CheckpointStore(args.model_store).load_ready(name, model.device)
 
 

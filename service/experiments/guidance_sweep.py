@@ -23,7 +23,7 @@ from tqdm import tqdm  # noqa: E402
 from service.core.class_metrics import class_scores  # noqa: E402
 from service.core.classes import class_reference  # noqa: E402
 from service.core.data import LABELLED  # noqa: E402
-from service.core.manifest import GUIDE_RECIPE  # noqa: E402
+from service.core.manifest import GUIDE_RECIPE, ModelKind  # noqa: E402
 from service.core.sampling import sample  # noqa: E402
 from service.core.store import CheckpointStore  # noqa: E402
 
@@ -57,8 +57,8 @@ def available(store: CheckpointStore, datasets: list[str] | None = None) -> dict
     names = store.names()
     found = {}
     for d in datasets or sorted(LABELLED):
-        main = f"{d}-conditional-{CONDITIONAL_RECIPE}"
-        guide = f"{d}-conditional-{GUIDE_RECIPE}"
+        main = ModelKind(d, "conditional", CONDITIONAL_RECIPE).name
+        guide = ModelKind(d, "conditional", GUIDE_RECIPE).name
         if main in names:
             found[d] = SweepModels(
                 store.load_ready(main), store.load_ready(guide) if guide in names else None
