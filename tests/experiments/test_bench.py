@@ -51,3 +51,14 @@ def test_the_stream_section_alternates_sample_and_stream_through_the_client(api_
         assert r["events"] > 50 and r["sample_s"] > 0 and r["stream_over_sample"] > 0
     md = "\n".join(stream_bench.render(s))
     assert "stream / sample <=" in md and f"| {stream_bench.SIZES[-1]:,} |" in md
+
+
+def test_the_guidance_report_renders_a_section_without_score_rows():
+    """A run of the conditional block alone has no `score` row: render took max() of none."""
+    from service.experiments import guidance_bench
+
+    row = {"model": "m", "gradient": "", "sampler": "ddpm", "n": 10, "seconds_per_sample": 1e-4}
+    rows = [{**row, "variant": "baseline", "options": "", "over_baseline": 1.0}]
+    rows.append({**row, "variant": "cfg", "options": "class 0", "over_baseline": 1.9})
+    text = "\n".join(guidance_bench.render(rows))
+    assert "`score` gradient" not in text and "Target cfg (2 passes a step)" in text
