@@ -33,13 +33,13 @@ run: install
 	$(BIN)/dgs serve --host $(HOST) --port $(PORT)
 
 test: install tools
-	$(BIN)/ruff check service tests deploy
+	$(BIN)/ruff check service tests deploy experiments
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check service tests deploy
-	$(BIN)/ruff format --check service tests deploy
+	$(BIN)/ruff check service tests deploy experiments
+	$(BIN)/ruff format --check service tests deploy experiments
 	$(BIN)/lint-imports
 	$(BIN)/python deploy/grafana/build_dashboards.py --check
 

@@ -16,7 +16,6 @@ from service.core.data import DATASETS, LABELLED, PAPER_DATASETS
 from service.core.device import DEVICE_CHOICES
 from service.core.guidance import GRADIENTS, SCALE_RANGE, VARIANTS
 from service.core.samplers import SAMPLERS
-from service.experiments.bench_spec import SECTIONS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -258,11 +257,20 @@ EXPERIMENT_PACKAGES = ("matplotlib", "aiohttp", "httpx")
 
 
 def _experiments(module: str, command: str) -> Any:
-    """Import an experiments module, or say which extra to install when a package is missing."""
+    """Import an experiments module, or say which extra to install when a package is missing.
+
+    The one way served code reaches `experiments` (a top-level package, not in the image): by
+    name, at run time; the import contracts forbid `service` any static import of it."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
         missing = (e.name or "").split(".")[0]
+        if missing == module.split(".")[0]:
+            raise RuntimeError(
+                f"`dgs {command}` needs the '{missing}' package, which is not installed (the "
+                "served image has none): run it from a checkout, after pip install -e "
+                "'.[experiments]' (or make install)"
+            ) from e
         if missing not in EXPERIMENT_PACKAGES:
             raise
         raise RuntimeError(
@@ -273,7 +281,7 @@ def _experiments(module: str, command: str) -> Any:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    reproduce = _experiments("service.experiments.reproduce", "reproduce").reproduce
+    reproduce = _experiments("experiments.reproduce", "reproduce").reproduce
 
     cells = reproduce(
         out=args.out,
@@ -329,9 +337,9 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    module = _experiments("service.experiments.bench", "bench")
+    module = _experiments("experiments.bench", "bench")
     bench = module.bench
-    sections = tuple(args.sections) if args.sections else SECTIONS
+    sections = tuple(args.sections) if args.sections else BENCH_SECTIONS
     bench(
         out=args.out,
         store=args.model_store,
@@ -343,7 +351,19 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCH_SECTIONS = list(SECTIONS)  # dependency-free: `dgs --help` needs no experiments extra
+# experiments.bench_spec.SECTIONS, copied: `dgs --help` must work with no experiments package
+# (the served image), and served code never imports it; tests/test_cli.py checks the two agree
+BENCH_SECTIONS = (
+    "sampler",
+    "guidance",
+    "service",
+    "stream",
+    "schedulers",
+    "priorities",
+    "overload",
+    "profile",
+    "training",
+)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -356,7 +376,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         "--sections",
         nargs="+",
         default=None,
-        choices=BENCH_SECTIONS,
+        choices=list(BENCH_SECTIONS),
     )
     p.set_defaults(func=_bench)
 

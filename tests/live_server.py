@@ -1,4 +1,4 @@
-"""The real server for tests: service/experiments/serving.py's `running_server`, plus a client."""
+"""The real server for tests: experiments/serving.py's `running_server`, plus a client."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from service.experiments.serving import free_port, running_server
+from experiments.serving import free_port, running_server
 
 __all__ = ["free_port", "live_server"]
 

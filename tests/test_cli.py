@@ -48,8 +48,8 @@ def no_work(monkeypatch) -> None:
 
     for target in (
         "service.worker.train.train",
-        "service.experiments.reproduce.reproduce",
-        "service.experiments.bench.bench",
+        "experiments.reproduce.reproduce",
+        "experiments.bench.bench",
     ):
         monkeypatch.setattr(target, reached)
 
@@ -186,7 +186,7 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path):
 def test_experiments_without_their_extra_name_it(capsys, monkeypatch, tmp_path, command, package):
     """Issue 11: the served image has no experiment packages; `dgs bench` then raised an
     ImportError traceback for httpx instead of saying what to install."""
-    for name in [m for m in sys.modules if m.startswith(("service.experiments", package))]:
+    for name in [m for m in sys.modules if m.startswith(("experiments", package))]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, package, None)  # what importing an absent package does
     assert main([command, "--out", str(tmp_path / "out")]) == 2
@@ -207,7 +207,36 @@ def test_sample_progress_bar_goes_to_stderr_and_stdout_stays_json(capsys):
 
 def test_bench_offers_every_section_the_bench_has():
     """`--sections stream` was refused once: the CLI's list had not been told of it."""
+    from experiments.bench import SECTIONS
     from service.cli import BENCH_SECTIONS
-    from service.experiments.bench import SECTIONS
 
     assert tuple(BENCH_SECTIONS) == SECTIONS
+
+
+def test_dgs_help_and_bench_help_need_no_experiments_package():
+    """The served image has no `experiments`: service.cli must not import it to build --help."""
+    code = (
+        "import sys; sys.modules['experiments'] = None\n"
+        "from service.cli import main\n"
+        "for argv in (['--help'], ['bench', '--help'], ['reproduce', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, (argv, e.code)\n"
+        "assert sys.modules['experiments'] is None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--sections" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["bench", "reproduce"])
+def test_no_experiments_package_says_so(capsys, monkeypatch, tmp_path, command):
+    """No experiments package at all (the served image): one line, not a traceback."""
+    for name in [m for m in sys.modules if m == "experiments" or m.startswith("experiments.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "experiments", None)
+    assert main([command, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dgs {command}: error:") and "\n" not in err
+    assert "'experiments' package" in err and "checkout" in err

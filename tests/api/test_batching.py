@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from service.experiments.serving import running_server
+from experiments.serving import running_server
 from tests.api.metrics_text import scrape, value
 from tests.live_server import live_server
 

@@ -35,8 +35,34 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck():
 
 def test_dockerignore_keeps_the_context_small():
     ignored = (REPO / ".dockerignore").read_text().split()
-    for entry in (".git", ".venv", "tests", "model_store/**/loss.csv"):
+    for entry in (".git", ".venv", "tests", "experiments", "model_store/**/loss.csv"):
         assert entry in ignored
+
+
+def copied_sources(steps: list[tuple[str, str]]) -> list[str]:
+    """The source paths of every COPY and ADD (flags and the destination left out)."""
+    sources = []
+    for k, v in steps:
+        if k in ("COPY", "ADD"):
+            words = [w for w in v.split() if not w.startswith("--")]
+            sources += [w.rstrip("/") for w in words[:-1]]
+    return sources
+
+
+def test_the_image_ships_the_served_package_and_not_the_experiments():
+    """experiments/ (dgs bench, reproduce) is not served: no COPY of it, nor of the whole
+    context (which .dockerignore would then have to filter), and the build copies service/."""
+    sources = copied_sources(instructions(REPO / "deploy" / "Dockerfile"))
+    assert "service" in sources
+    assert not [s for s in sources if s.split("/")[0] == "experiments"], sources
+    assert not [s for s in sources if s in (".", "./", "*")], sources
+
+
+def test_the_experiments_check_can_fail(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:3.11-slim\nCOPY service /src/service\nCOPY experiments /src/e\n")
+    sources = copied_sources(instructions(bad))
+    assert [s for s in sources if s.split("/")[0] == "experiments"] == ["experiments"]
 
 
 def check_compose_schema(*files: Path) -> None:

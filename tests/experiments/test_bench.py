@@ -3,7 +3,7 @@ is asserted: the figures are ratios for the reports, never test thresholds)."""
 
 import json
 
-from service.experiments.bench import bench
+from experiments.bench import bench
 
 
 def test_bench_writes_its_report(tmp_path):
@@ -20,7 +20,7 @@ def test_bench_writes_its_report(tmp_path):
 
 def test_the_guidance_section_times_every_method_against_its_models_baseline(tmp_path):
     """Through dgs bench's own entry (it once handed `quick` to the section as n)."""
-    from service.experiments import guidance_bench
+    from experiments import guidance_bench
 
     report = bench(out=tmp_path, sections=("guidance",), quick=True, device="cpu")
     rows = report["guidance"]
@@ -40,8 +40,8 @@ def test_the_guidance_section_times_every_method_against_its_models_baseline(tmp
 def test_the_stream_section_alternates_sample_and_stream_through_the_client(api_store):
     from tqdm import tqdm
 
-    from service.experiments import stream_bench
-    from service.experiments.serving import running_server
+    from experiments import stream_bench
+    from experiments.serving import running_server
 
     with running_server(api_store, MAX_ROWS_PER_STEP="4096") as base:
         s = stream_bench.stream_cost(base, 1, tqdm(disable=True))
@@ -55,7 +55,7 @@ def test_the_stream_section_alternates_sample_and_stream_through_the_client(api_
 
 def test_the_guidance_report_renders_a_section_without_score_rows():
     """A run of the conditional block alone has no `score` row: render took max() of none."""
-    from service.experiments import guidance_bench
+    from experiments import guidance_bench
 
     row = {"model": "m", "gradient": "", "sampler": "ddpm", "n": 10, "seconds_per_sample": 1e-4}
     rows = [{**row, "variant": "baseline", "options": "", "over_baseline": 1.0}]

@@ -1,6 +1,6 @@
+from experiments.device_check import batch_invariance
 from service.core.guidance import VARIANTS
 from service.core.sampling import CHUNK_ROWS
-from service.experiments.device_check import batch_invariance
 
 
 def test_the_device_check_finds_this_devices_batches_invariant(

@@ -2,8 +2,8 @@
 
 import csv
 
+from experiments import guidance_sweep as gs
 from service.core.store import CheckpointStore
-from service.experiments import guidance_sweep as gs
 
 
 def test_the_sweep_writes_every_point_and_w_one_is_one_sample_for_every_method(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from service.experiments import priority_bench, profile_bench
-from service.experiments.priority_bench import BATCH_BODY, Stream, run_streams, summarise
-from service.experiments.serving import running_server
+from experiments import priority_bench, profile_bench
+from experiments.priority_bench import BATCH_BODY, Stream, run_streams, summarise
+from experiments.serving import running_server
 
 
 def test_priority_streams_run_in_their_class_and_count_the_batch_rows(api_store):

@@ -7,10 +7,10 @@ import csv
 import matplotlib.image
 import pytest
 
+from experiments.reproduce import GRID, SWEEP_SCALES, SWEEP_VARIANTS
 from service.cli import main
 from service.core.evaluation import evaluate
 from service.core.store import CheckpointStore
-from service.experiments.reproduce import GRID, SWEEP_SCALES, SWEEP_VARIANTS
 
 
 @pytest.fixture(scope="module")

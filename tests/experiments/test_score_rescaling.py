@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from service.experiments.score_rescaling import render, rows
+from experiments.score_rescaling import render, rows
 
 
 def test_the_papers_defaults_reverse_the_score_near_the_data():

@@ -11,7 +11,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from service.experiments import what_works as ww
+from experiments import what_works as ww
 from service.worker.recipes import train_config
 from service.worker.train import train
 
@@ -85,8 +85,8 @@ def test_energy_checks_and_figures(table):
 
 
 def test_reproduce_names_the_models_it_lacks(tiny_store, tmp_path):
+    from experiments.reproduce import second_table
     from service.core.store import CheckpointStore
-    from service.experiments.reproduce import second_table
 
     second_table(CheckpointStore(tiny_store), ["moons"], 100, 0, 5, tmp_path)
     note = (tmp_path / "what_works.md").read_text()

@@ -1,5 +1,5 @@
 """Check a device's sampling path: is a request's result independent of its batch, and how long
-does a 10,000-sample batch take? `python -m service.experiments.device_check --device cuda`.
+does a 10,000-sample batch take? `python -m experiments.device_check --device cuda`.
 
 A request's first chunk is sampled alone and as the head of larger requests; the rows must be
 bit-identical (kernels that round by batch shape break this; see ReadyModel.pad_blocks).

@@ -1,6 +1,6 @@
 """Held-out NLL of every model in the store (probability-flow ODE, exact divergence).
 
-`python -m service.experiments.nll_table --out results/nll` writes nll.csv and nll.md: bits per
+`python -m experiments.nll_table --out results/nll` writes nll.csv and nll.md: bits per
 dimension of fresh data points (the dataset's generator with a seed no training run uses).
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from experiments.machine import describe
 from service.core.data import get_dataset
 from service.core.likelihood import HELDOUT_SEED, bits_per_dim, model_log_likelihood
 from service.core.store import CheckpointStore
-from service.experiments.machine import describe
 
 
 def main() -> None:

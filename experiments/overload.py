@@ -14,7 +14,7 @@ import time
 import aiohttp
 import orjson
 
-from service.experiments.loadgen import JSON, _client
+from experiments.loadgen import JSON, _client
 
 
 async def _one(client: aiohttp.ClientSession, body: dict, out: dict) -> float | None:

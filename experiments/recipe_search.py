@@ -1,6 +1,6 @@
 """The search behind the improved training recipe: candidates trained and scored side by side.
 
-    python -m service.experiments.recipe_search --trials paper cosine --datasets dino \\
+    python -m experiments.recipe_search --trials paper cosine --datasets dino \\
         --seeds 0 --steps 10000 --csv docs/recipe_search.csv
 
 Each trial is the paper's recipe with named overrides of the training, schedule or network

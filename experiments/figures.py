@@ -12,9 +12,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from experiments.paper import GRID  # noqa: E402
 from service.core.data import reference_points  # noqa: E402
 from service.core.store import CheckpointStore  # noqa: E402
-from service.experiments.paper import GRID  # noqa: E402
 
 PLOT_POINTS = 4000  # per panel: enough to see the shape, small enough for a light PNG
 VARIANT_COLORS = {

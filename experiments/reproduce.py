@@ -16,16 +16,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from experiments import figures as fig
+from experiments import guidance_sweep as gs
+from experiments import what_works as ww
+from experiments.machine import describe
+from experiments.paper import BASELINE_KL, GRID, paper_cell
 from service.core.data import PAPER_DATASETS
 from service.core.evaluation import Evaluation, evaluate, score
 from service.core.model import ReadyModel
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
-from service.experiments import figures as fig
-from service.experiments import guidance_sweep as gs
-from service.experiments import what_works as ww
-from service.experiments.machine import describe
-from service.experiments.paper import BASELINE_KL, GRID, paper_cell
 
 SWEEP_VARIANTS = ("fixed", "adaptive")
 SWEEP_SCALES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)

@@ -24,17 +24,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from experiments import guidance_bench, priority_bench, profile_bench, stream_bench
+from experiments.bench_spec import SECTIONS
+from experiments.loadgen import closed_loop, poisson
+from experiments.machine import machine
+from experiments.overload import idle_throughput, storm
+from experiments.serving import running_server
 from service.core.device import pick_device
 from service.core.model import ReadyModel
 from service.core.network import DenoiserConfig, flops_per_row
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
-from service.experiments import guidance_bench, priority_bench, profile_bench, stream_bench
-from service.experiments.bench_spec import SECTIONS
-from service.experiments.loadgen import closed_loop, poisson
-from service.experiments.machine import machine
-from service.experiments.overload import idle_throughput, storm
-from service.experiments.serving import running_server
 
 VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
 SIZES = (1, 64, 1000, 10_000)
@@ -287,7 +287,7 @@ def bench(
         report["training"] = training_speed(cpu_peak, steps=200 if quick else 1000)
     bar.close()
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
-    from service.experiments.bench_report import render
+    from experiments.bench_report import render
 
     (out / "bench.md").write_text(render(report))
     return report

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.experiments import guidance_bench, priority_bench, profile_bench, stream_bench
-from service.experiments.bench_spec import verdict
+from experiments import guidance_bench, priority_bench, profile_bench, stream_bench
+from experiments.bench_spec import verdict
 
 
 def _sampler(s: dict) -> list[str]:

@@ -22,9 +22,9 @@ import numpy as np
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.experiments.bench_spec import verdict
-from service.experiments.loadgen import JSON, _client, closed_loop
-from service.experiments.serving import running_server
+from experiments.bench_spec import verdict
+from experiments.loadgen import JSON, _client, closed_loop
+from experiments.serving import running_server
 
 INTERACTIVE_SIZES = (16, 32, 64, 128, 256)
 # On the 2-core CPU a 100,000-row request of 100 steps is 50 s of the whole machine: there,

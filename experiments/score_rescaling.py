@@ -6,7 +6,7 @@ c grad log p), c > 1 sharpens toward the modes, and c < 0 reverses the pull towa
 This table gives c_t for each of the paper's variants at its default scale on both recipes'
 schedules: no sampling, only the schedules and the gamma functions.
 
-    python -m service.experiments.score_rescaling
+    python -m experiments.score_rescaling
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """KL against network evaluations (NFE) for every sampler on each dataset's default model.
 
-`python -m service.experiments.nfe_sweep --out results/samplers` writes nfe.csv, nfe.md and
+`python -m experiments.nfe_sweep --out results/samplers` writes nfe.csv, nfe.md and
 nfe.png. Each sampler runs at the step count whose NFE is closest to each target without
 passing it (Heun: 2 S - 1), from the same seed; the reference is 100-step DDPM.
 """
@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from experiments.machine import describe
 from service.core.data import PAPER_DATASETS
 from service.core.evaluation import evaluate
 from service.core.samplers import SAMPLERS
 from service.core.store import CheckpointStore
-from service.experiments.machine import describe
 
 NFE_TARGETS = (5, 10, 20, 50, 100)
 # the issue's bar: within 10% or 0.05 bits (whichever is larger) of 100-step DDPM

@@ -1,6 +1,6 @@
 """Issue 12's measurements: the energy models, and which density-based guidance works.
 
-    python -m service.experiments.what_works [--n 2000] [--out results]
+    python -m experiments.what_works [--n 2000] [--out results]
 
 Writes to `out`:
 - energy.md: each energy model beside its dataset's improved plain model (baseline KL,
@@ -34,14 +34,14 @@ import torch
 from scipy.spatial import cKDTree
 from tqdm import tqdm
 
+from experiments import score_rescaling
+from experiments.machine import describe
 from service.core.data import PAPER_DATASETS, get_dataset
 from service.core.energy import data_box, energy_log_density, grid_normalizer
 from service.core.evaluation import score
 from service.core.likelihood import HELDOUT_SEED, bits_per_dim, model_log_likelihood
 from service.core.sampling import sample
 from service.core.store import CheckpointStore
-from service.experiments import score_rescaling
-from service.experiments.machine import describe
 
 MODELS = {"plain": "{d}-plain-improved", "density": "{d}-density", "energy": "{d}-energy-improved"}
 QUANTILES = (0.1, 0.5, 0.9)
