@@ -24,7 +24,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from experiments import guidance_bench, priority_bench, profile_bench, stream_bench
+from experiments import (
+    guidance_bench,
+    priority_bench,
+    profile_bench,
+    refactor_bench,
+    stream_bench,
+)
 from experiments.bench_spec import SECTIONS
 from experiments.loadgen import closed_loop, poisson
 from experiments.machine import machine
@@ -33,7 +39,8 @@ from experiments.serving import running_server
 from service.core.device import pick_device
 from service.core.model import ReadyModel
 from service.core.network import DenoiserConfig, flops_per_row
-from service.core.sampling import sample
+from service.core.offline import sample
+from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 
 VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
@@ -84,11 +91,11 @@ def sampler_throughput(model: ReadyModel, peak: float, bar: tqdm) -> dict:
         # variants alike instead of whichever happened to run during it.
         seconds = dict.fromkeys(VARIANTS, math.inf)
         for variant in VARIANTS:
-            sample(model, variant, n=n, seed=0)  # warm-up
+            sample(model, SampleSpec(variant=variant, n=n, seed=0))  # warm-up
         for _ in range(2 if n >= 10_000 else 5):
             for variant in VARIANTS:
                 start = time.perf_counter()
-                sample(model, variant, n=n, seed=0)
+                sample(model, SampleSpec(variant=variant, n=n, seed=0))
                 seconds[variant] = min(seconds[variant], time.perf_counter() - start)
         bar.update(len(VARIANTS))
         for variant in VARIANTS:
@@ -115,7 +122,7 @@ def sampler_throughput(model: ReadyModel, peak: float, bar: tqdm) -> dict:
 
 
 def offline_rate(model: ReadyModel, n: int) -> float:
-    return n * STEPS / _time(lambda: sample(model, "baseline", n=n, seed=0), 2)
+    return n * STEPS / _time(lambda: sample(model, SampleSpec(variant="baseline", n=n, seed=0)), 2)
 
 
 @contextlib.contextmanager
@@ -250,6 +257,7 @@ def bench(
         + 12 * ("schedulers" in sections)
         + priority_bench.RUNS * ("priorities" in sections)
         + 2 * ("overload" in sections)
+        + 2 * (1 if quick else 2) * ("refactor" in sections)
     )
     bar = tqdm(total=total, desc="bench", unit="run")
     report: dict = {"machine": machine(), "device": str(device), "started": time.ctime()}
@@ -285,6 +293,9 @@ def bench(
     if "training" in sections:
         cpu_peak = peak if device.type == "cpu" else matmul_flops(torch.device("cpu"))["peak"]
         report["training"] = training_speed(cpu_peak, steps=200 if quick else 1000)
+    if "refactor" in sections:
+        size = {"n": 64, "rounds": 1, "steps": 8} if quick else {}
+        report["refactor"] = refactor_bench.refactor_cost(Path(store), bar=bar, **size)
     bar.close()
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     from experiments.bench_report import render

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from experiments import guidance_bench, priority_bench, profile_bench, stream_bench
+from experiments import (
+    guidance_bench,
+    priority_bench,
+    profile_bench,
+    refactor_bench,
+    stream_bench,
+)
 from experiments.bench_spec import verdict
 
 
@@ -157,6 +163,8 @@ def render(report: dict) -> str:
         lines += _overload(report["overload"])
     if "profile" in report:
         lines += profile_bench.render(report["profile"])
+    if "refactor" in report:
+        lines += refactor_bench.render(report["refactor"])
     if "training" in report:
         t = report["training"]
         lines += [

@@ -13,6 +13,7 @@ SECTIONS = (
     "overload",
     "profile",
     "training",
+    "refactor",
 )
 
 

@@ -12,29 +12,36 @@ import argparse
 import numpy as np
 
 from service.core.device import DEVICE_CHOICES, pick_device
-from service.core.guidance import REFERENCED_KINDS, VARIANTS
-from service.core.sampling import CHUNK_ROWS, sample
+from service.core.guiders import GUIDERS
+from service.core.guiders.base import Reference
+from service.core.offline import sample
+from service.core.spec import SampleSpec
+from service.core.step import CHUNK_ROWS
 from service.core.store import CheckpointStore
 
 
 def _runs(model, conditional=None, guide=None):
-    """(variant, the model it runs on, its extra arguments): cfg and autoguidance on the
-    class-conditional model (class 0; autoguidance with its guide), where one is given."""
-    for variant, v in VARIANTS.items():
-        if v.kind not in REFERENCED_KINDS:
-            yield variant, model, {}
-        elif conditional is not None and (v.kind == "cfg" or guide is not None):
-            yield variant, conditional, {"label": 0, "guide": guide if v.kind != "cfg" else None}
+    """(variant, the model it runs on, its guide): the guiders of class-conditional models on
+    the conditional model (class 0; a guide-model guider with its guide), where one is given."""
+    for variant, g in GUIDERS.items():
+        if not g.conditional_model:
+            yield variant, model, None
+        elif conditional is not None and (g.reference is not Reference.GUIDE or guide is not None):
+            yield variant, conditional, guide if g.reference is Reference.GUIDE else None
+
+
+def _spec(on, variant: str, n: int, seed: int) -> SampleSpec:
+    return SampleSpec(variant, n=n, seed=seed, label=0 if on.num_classes else None)
 
 
 def batch_invariance(
     model, sizes=(1000, 10_000, 20_000), seed: int = 3, conditional=None, guide=None
 ) -> list[dict]:
     rows = []
-    for variant, on, kw in _runs(model, conditional, guide):
-        alone = sample(on, variant, n=CHUNK_ROWS, seed=seed, **kw).samples
+    for variant, on, g in _runs(model, conditional, guide):
+        alone = sample(on, _spec(on, variant, CHUNK_ROWS, seed), g).samples
         for n in sizes:
-            head = sample(on, variant, n=n, seed=seed, **kw).samples[:CHUNK_ROWS]
+            head = sample(on, _spec(on, variant, n, seed), g).samples[:CHUNK_ROWS]
             rows.append(
                 {
                     "variant": variant,
@@ -50,9 +57,9 @@ def batch_seconds(
     model, n: int = 10_000, repeats: int = 5, conditional=None, guide=None
 ) -> dict[str, float]:
     out = {}
-    for variant, on, kw in _runs(model, conditional, guide):
-        sample(on, variant, n=n, seed=0, **kw)  # warm-up
-        times = [sample(on, variant, n=n, seed=0, **kw).seconds for _ in range(repeats)]
+    for variant, on, g in _runs(model, conditional, guide):
+        sample(on, _spec(on, variant, n, 0), g)  # warm-up
+        times = [sample(on, _spec(on, variant, n, 0), g).seconds for _ in range(repeats)]
         out[variant] = min(times)
     return out
 

@@ -1,8 +1,10 @@
-"""`dgs bench`'s guidance section (issue 12): what each guidance method costs per sample.
+"""`dgs bench`'s guidance section: what each guidance method costs per sample.
 
 Every method at n = 10,000 as a ratio to baseline DDPM on the same model, rounds interleaved
 (drift on a shared machine then hits all methods alike) and the best round kept. The `score`
-gradient reuses the evaluation's own eps, so its target is baseline's cost within 10%.
+gradient reuses the evaluation's own eps, so its target is baseline's cost within 10%. APG,
+CFG++ and CFG-Zero* run cfg's two passes plus a few elementwise operations: each within 5% of
+cfg on the same model.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import time
 import torch
 from tqdm import tqdm
 
-from service.core.guidance import get_variant
-from service.core.sampling import sample
+from service.core.guiders import get_guider
+from service.core.offline import sample
+from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 
 N = 10_000
@@ -24,6 +27,8 @@ SCORE_TARGET = 1.10
 # cfg runs two network passes a step, with the interval [0.3, 3] 1.26, autoguidance one plus the
 # guide's (a quarter of the width): targets with 10% for the sampler's own work
 CFG_TARGET, INTERVAL_TARGET, AUTOGUIDANCE_TARGET = 2.2, 1.4, 1.5
+NEW_GUIDER_TARGET = 1.05  # APG, CFG++, CFG-Zero* against cfg
+NEW_GUIDERS = ("apg", "cfg_plus_plus", "cfg_zero_star")
 INTERVAL = [0.3, 3.0]
 # (model, variant, gradient, scale[, extra arguments]): baseline DDPM first on each model, the
 # reference; on the conditional model baseline is its null class, then class 0 alone
@@ -49,6 +54,9 @@ METHODS = {
         ("cfg", None, 3.0, {"label": 0}),
         ("cfg", None, 3.0, {"label": 0, "interval": INTERVAL}),
         ("autoguidance", None, 2.0, {"label": 0, "guide": "{d}-conditional-guide"}),
+        ("apg", None, 3.0, {"label": 0}),
+        ("cfg_plus_plus", None, 0.3, {"label": 0}),
+        ("cfg_zero_star", None, 3.0, {"label": 0}),
     ],
 }
 
@@ -72,14 +80,15 @@ def guidance_cost(
         runs = [(m[0], m[1], m[2], _extra(store, device, dataset, m)) for m in methods]
         best = [math.inf] * len(runs)
         for variant, gradient, scale, kw in runs:  # warm-up; density's first plan calibrates
-            sample(model, variant, scale, min(n, 512), 0, steps, gradient=gradient, **kw)
+            _run(model, variant, gradient, scale, min(n, 512), steps, kw)
         for _ in range(rounds):
             for i, (variant, gradient, scale, kw) in enumerate(runs):
                 start = time.perf_counter()
-                sample(model, variant, scale, n, 0, steps, gradient=gradient, **kw)
+                _run(model, variant, gradient, scale, n, steps, kw)
                 best[i] = min(best[i], time.perf_counter() - start)
+        cfg = next((s for r, s in zip(runs, best, strict=True) if _plain_cfg(r)), None)
         for (variant, gradient, scale, kw), seconds in zip(runs, best, strict=True):
-            plan_sampler = get_variant(variant).default_sampler
+            plan_sampler = get_guider(variant).default_sampler
             rows.append(
                 {
                     "model": model.name,
@@ -91,11 +100,22 @@ def guidance_cost(
                     "n": n,
                     "seconds_per_sample": seconds / n,
                     "over_baseline": seconds / best[0],
+                    **({"over_cfg": seconds / cfg} if cfg and variant in NEW_GUIDERS else {}),
                 }
             )
         if bar is not None:
             bar.update(len(methods))
     return rows
+
+
+def _run(model, variant, gradient, scale, n, steps, kw) -> None:
+    kw = dict(kw)
+    guide = kw.pop("guide", None)
+    sample(model, SampleSpec(variant, scale, n, 0, steps, gradient=gradient, **kw), guide)
+
+
+def _plain_cfg(run: tuple) -> bool:
+    return run[0] == "cfg" and "interval" not in run[3]
 
 
 def _extra(store: CheckpointStore, device: torch.device, dataset: str, method: tuple) -> dict:
@@ -155,6 +175,13 @@ def render(rows: list[dict]) -> list[str]:
     lines += _ratio_line(
         rows, "autoguidance", lambda r: r["variant"] == "autoguidance", AUTOGUIDANCE_TARGET
     )
+    for r in rows:
+        if "over_cfg" in r:
+            verdict = "met" if r["over_cfg"] <= NEW_GUIDER_TARGET else "**missed**"
+            lines.append(
+                f"- Target {r['variant']} within {NEW_GUIDER_TARGET - 1:.0%} of cfg on "
+                f"{r['model']}: {r['over_cfg']:.3f}x - {verdict}."
+            )
     return [*lines, ""]
 
 

@@ -24,7 +24,8 @@ from service.core.class_metrics import class_scores  # noqa: E402
 from service.core.classes import class_reference  # noqa: E402
 from service.core.data import LABELLED  # noqa: E402
 from service.core.manifest import GUIDE_RECIPE, ModelKind  # noqa: E402
-from service.core.sampling import sample  # noqa: E402
+from service.core.offline import sample  # noqa: E402
+from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore  # noqa: E402
 
 WEIGHTS = (0.0, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0)
@@ -93,7 +94,17 @@ def sweep(
         pair = models[d]
         guide = pair.guide if variant == "autoguidance" else None
         result = sample(
-            pair.main, variant, w, n, seed, steps, label=LABEL, guide=guide, interval=interval
+            pair.main,
+            SampleSpec(
+                variant=variant,
+                scale=w,
+                n=n,
+                seed=seed,
+                steps=steps,
+                label=LABEL,
+                interval=interval,
+            ),
+            guide=guide,
         )
         scores = class_scores(pair.main, result.samples, LABEL, 5)
         samples[d, method, w] = result.samples

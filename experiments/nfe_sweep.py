@@ -18,6 +18,7 @@ from experiments.machine import describe
 from service.core.data import PAPER_DATASETS
 from service.core.evaluation import evaluate
 from service.core.samplers import SAMPLERS
+from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 
 NFE_TARGETS = (5, 10, 20, 50, 100)
@@ -41,7 +42,7 @@ def sweep(store: str, datasets: list[str], n: int, seed: int, recipe: str) -> li
         name = f"{d}-plain" + ("" if recipe == "paper" else f"-{recipe}")
         model = models.setdefault(name, s.load_ready(name))
         steps = steps_for(smp, nfe)
-        ev = evaluate(model, n=n, seed=seed, steps=steps, sampler=smp)
+        ev = evaluate(model, SampleSpec(n=n, seed=seed, steps=steps, sampler=smp))
         rows.append(
             {
                 "dataset": d,

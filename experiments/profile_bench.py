@@ -22,7 +22,10 @@ from torch.profiler import ProfilerActivity, profile
 
 from service.core.model import ReadyModel
 from service.core.network import flops_per_row
-from service.core.sampling import advance, make_chunks, make_plan, sample
+from service.core.offline import sample
+from service.core.plan import make_plan
+from service.core.spec import SampleSpec
+from service.core.step import advance, make_chunks
 
 GROUPS = {
     "GEMM": ("aten::addmm", "aten::mm", "aten::matmul", "aten::linear"),
@@ -80,14 +83,14 @@ def _grouped(prof) -> dict[str, float]:
 
 
 def offline_profile(model: ReadyModel, peak: float, n: int = 10_000) -> dict:
-    steps = make_plan(model, "baseline").evaluations
-    sample(model, "baseline", n=n, seed=0)  # warm-up
+    steps = make_plan(model, SampleSpec(variant="baseline")).evaluations
+    sample(model, SampleSpec(variant="baseline", n=n, seed=0))  # warm-up
     start = time.perf_counter()
-    sample(model, "baseline", n=n, seed=0)
+    sample(model, SampleSpec(variant="baseline", n=n, seed=0))
     wall = time.perf_counter() - start
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
-        sample(model, "baseline", n=n, seed=0)
+        sample(model, SampleSpec(variant="baseline", n=n, seed=0))
         profiled_wall = time.perf_counter() - start
     groups = _grouped(prof)
     ops = sum(groups.values())
@@ -109,7 +112,7 @@ def offline_profile(model: ReadyModel, peak: float, n: int = 10_000) -> dict:
 
 
 def _staggered_chunks(model: ReadyModel, requests: int, rows: int) -> list:
-    plan = make_plan(model, "baseline")
+    plan = make_plan(model, SampleSpec(variant="baseline"))
     chunks = [c for i in range(requests) for c in make_chunks(plan, rows, i, model.device)]
     advance(model, chunks)  # draws every chunk's start
     top = plan.evaluations - 2  # leaves room for the timed steps: positions only count down
@@ -135,7 +138,9 @@ def _step_seconds(model: ReadyModel, chunks: list, repeats: int) -> float:
 
 def serving_step_profile(model: ReadyModel, repeats: int = 20) -> dict:
     # every timed step moves each chunk one position down: stay above position 0
-    repeats = max(1, min(repeats, (make_plan(model, "baseline").evaluations - 2) // 2 - 1))
+    repeats = max(
+        1, min(repeats, (make_plan(model, SampleSpec(variant="baseline")).evaluations - 2) // 2 - 1)
+    )
     many = _staggered_chunks(model, 64, 16)
     one = _staggered_chunks(model, 1, 1024)
     many_s, one_s = _step_seconds(model, many, repeats), _step_seconds(model, one, repeats)

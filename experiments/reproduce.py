@@ -24,7 +24,8 @@ from experiments.paper import BASELINE_KL, GRID, paper_cell
 from service.core.data import PAPER_DATASETS
 from service.core.evaluation import Evaluation, evaluate, score
 from service.core.model import ReadyModel
-from service.core.sampling import sample
+from service.core.offline import sample
+from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 
 SWEEP_VARIANTS = ("fixed", "adaptive")
@@ -137,7 +138,7 @@ def reproduce(
         for objective, variant in GRID:
             bar.set_postfix_str(f"{dataset} {objective}/{variant}")
             model = models[dataset, objective]
-            result = sample(model, variant, None, n, seed)
+            result = sample(model, SampleSpec(variant=variant, scale=None, n=n, seed=seed))
             cells.append(make_cell(model, score(model, result)))
             samples[dataset, objective, variant] = result.samples
             bar.update(1)
@@ -145,7 +146,9 @@ def reproduce(
     for dataset, variant, scale in sweep:
         bar.set_postfix_str(f"sweep {dataset} {variant} s={scale:g}")
         model = models[dataset, "plain" if variant == "baseline-plain" else "density"]
-        ev = evaluate(model, variant.split("-")[0], scale, n=sweep_n, seed=seed)
+        ev = evaluate(
+            model, SampleSpec(variant=variant.split("-")[0], scale=scale, n=sweep_n, seed=seed)
+        )
         sweep_rows.append(
             {
                 "dataset": dataset,
@@ -221,7 +224,7 @@ def compare_recipes(
     improved = {}
     for d in datasets:
         model = store.load_ready(names[d])
-        result = sample(model, "baseline", None, n, seed)
+        result = sample(model, SampleSpec(variant="baseline", scale=None, n=n, seed=seed))
         ev = score(model, result)
         improved[d] = result.samples
         paper = next(c for c in cells if c.dataset == d and c.objective == "plain")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from service.core.guidance import VARIANTS
+from service.core.guiders import GUIDERS
 from service.core.schedule import make_schedule
 from service.worker.recipes import RECIPES
 
@@ -25,8 +25,8 @@ def rows() -> list[dict]:
         T = s.num_timesteps
         t = torch.arange(T - 1, -1, -1)  # sampling order
         sigma = s.sqrt_one_minus_alpha_bar.double()[t]
-        for v in VARIANTS.values():
-            if v.kind != "paper" or not v.needs_gradient:
+        for v in GUIDERS.values():
+            if v.family != "paper" or not v.needs_gradient:
                 continue
             c = 1 - v.gamma(t, T, v.default_scale).double() / sigma
             out.append(

@@ -40,7 +40,8 @@ from service.core.data import PAPER_DATASETS, get_dataset
 from service.core.energy import data_box, energy_log_density, grid_normalizer
 from service.core.evaluation import score
 from service.core.likelihood import HELDOUT_SEED, bits_per_dim, model_log_likelihood
-from service.core.sampling import sample
+from service.core.offline import sample
+from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 
 MODELS = {"plain": "{d}-plain-improved", "density": "{d}-density", "energy": "{d}-energy-improved"}
@@ -187,7 +188,18 @@ def run_cells(
         for kind, variant, gradient, scale, sampler in CELLS:
             bar.set_postfix_str(f"{d} {kind} {variant} {gradient or ''} {scale}")
             model = models[kind]
-            result = sample(model, variant, scale, n, seed, steps, sampler, None, gradient)
+            result = sample(
+                model,
+                SampleSpec(
+                    variant=variant,
+                    scale=scale,
+                    n=n,
+                    seed=seed,
+                    steps=steps,
+                    sampler=sampler,
+                    gradient=gradient,
+                ),
+            )
             ev = score(model, result)
             data_log_p = ruler(result.samples)
             row = Row(

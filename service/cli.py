@@ -14,8 +14,13 @@ from typing import Any, NoReturn
 
 from service.core.data import DATASETS, LABELLED, PAPER_DATASETS
 from service.core.device import DEVICE_CHOICES
-from service.core.guidance import GRADIENTS, SCALE_RANGE, VARIANTS
+from service.core.errors import RequestError
+from service.core.guiders import GUIDERS, all_params, scale_bounds
+from service.core.guiders.paper import GRADIENTS
+from service.core.guiders.weights import SCHEDULES
 from service.core.samplers import SAMPLERS
+
+SCALE_RANGE = scale_bounds()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,8 +160,11 @@ def _class_arg(value: str | None) -> int | str | None:
 
 
 def _load_guide(args: argparse.Namespace, model: Any) -> Any:
-    """autoguidance's guide: --guide-model, or the dataset's conditional model of recipe guide."""
-    if args.variant != "autoguidance":
+    """A guide-model guider's guide: --guide-model, or the dataset's conditional model of recipe
+    guide (a guide named for another guider is refused by planning)."""
+    from service.core.guiders.base import Reference
+
+    if GUIDERS[args.variant].reference is not Reference.GUIDE:
         return None
     from service.core.manifest import GUIDE_RECIPE, ModelKind
     from service.core.store import CheckpointStore
@@ -165,11 +173,51 @@ def _load_guide(args: argparse.Namespace, model: Any) -> Any:
     return CheckpointStore(args.model_store).load_ready(name, model.device)
 
 
+def _params(pairs: list[str] | None, option: str) -> dict[str, float]:
+    """--guider-param name=value (repeatable) -> {name: value}; the core checks the ranges."""
+    out = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"{option} expects name=number, got {pair[:64]!r}") from None
+        if not sep:
+            raise ValueError(f"{option} expects name=number, got {pair[:64]!r}")
+    return out
+
+
+def spec_of(args: argparse.Namespace) -> Any:
+    """The one frozen request the core plans from, built from `dgs sample`'s flags."""
+    from service.core.spec import SampleSpec
+
+    sampler_params = _params(args.sampler_param, "--sampler-param")
+    if args.eta is not None:
+        sampler_params["eta"] = args.eta
+    return SampleSpec(
+        variant=args.variant,
+        scale=args.scale,
+        n=args.n,
+        seed=args.seed,
+        steps=args.steps,
+        sampler=args.sampler,
+        sampler_params=sampler_params,
+        guider_params=_params(args.guider_param, "--guider-param"),
+        gradient=args.gradient,
+        target_log_p=args.target_log_p,
+        label=_class_arg(args.label),
+        schedule=args.guidance_schedule,
+        interval=None if args.guidance_interval is None else tuple(args.guidance_interval),
+        guide_model=args.guide_model,
+    )
+
+
 def _sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from service.core.sampling import sample
+    from service.core.offline import sample
 
+    spec = spec_of(args)
     model = _load_model(args)
     # stderr, so stdout stays one JSON object; by default only when stderr is a terminal
     with tqdm(
@@ -182,22 +230,7 @@ def _sample(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = sample(
-            model,
-            args.variant,
-            args.scale,
-            args.n,
-            args.seed,
-            args.steps,
-            args.sampler,
-            args.eta,
-            args.gradient,
-            args.target_log_p,
-            on_evaluation=advanced,
-            label=_class_arg(args.label),
-            guide=_load_guide(args, model),
-            interval=None if args.guidance_interval is None else tuple(args.guidance_interval),
-        )
+        result = sample(model, spec, _load_guide(args, model), on_evaluation=advanced)
     _print_json(
         {
             "model": model.name,
@@ -363,6 +396,7 @@ BENCH_SECTIONS = (
     "overload",
     "profile",
     "training",
+    "refactor",
 )
 
 
@@ -403,7 +437,7 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample offline from one model of the store")
     p.add_argument("--model", required=True, type=_model_name, help="model id, e.g. moons-plain")
     p.add_argument("--model-store", type=_existing_folder, default="model_store")
-    p.add_argument("--variant", default="baseline", choices=sorted(VARIANTS))
+    p.add_argument("--variant", default="baseline", choices=sorted(GUIDERS))
     low, high = SCALE_RANGE
     p.add_argument("--scale", type=_scale, default=None, help=f"in [{low:g}, {high:g}]")
     p.add_argument("--n", type=_positive, default=1000)
@@ -427,7 +461,23 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         metavar=("SIGMA_LO", "SIGMA_HI"),
-        help="cfg, autoguidance: guide only at noise levels in [SIGMA_LO, SIGMA_HI]",
+        help="weighted variants: guide only at noise levels in [SIGMA_LO, SIGMA_HI]",
+    )
+    p.add_argument(
+        "--guidance-schedule",
+        default=None,
+        choices=sorted(SCHEDULES),
+        help="weighted variants: w over sigma (default constant)",
+    )
+    names = ", ".join(f"{k} ({', '.join(takers)})" for k, (_, takers) in all_params().items())
+    p.add_argument(
+        "--guider-param",
+        action="append",
+        metavar="NAME=VALUE",
+        help=f"a variant's parameter, repeatable: {names}",
+    )
+    p.add_argument(
+        "--sampler-param", action="append", metavar="NAME=VALUE", help="e.g. eta=0.5 (ddim)"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
@@ -508,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except RequestError as e:  # the field and its allowed values, as the API's 422 names them
+        print(f"dgs {args.command}: error: {e.field}: {e} (allowed: {e.allowed})", file=sys.stderr)
+        return 2
     except (ValueError, RuntimeError, OSError) as e:  # one line, not a traceback
         print(f"dgs {args.command}: error: {e}", file=sys.stderr)
         return 2

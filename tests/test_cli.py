@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import _print_json, main
-from service.core.guidance import SCALE_RANGE
+from service.core.guiders.paper import SCALE_RANGE
 
 SHIPPED_STORE = Path(__file__).resolve().parents[1] / "model_store"
 DGS = Path(sys.executable).parent / "dgs"
@@ -67,9 +67,10 @@ def test_sample_refuses_a_non_finite_or_out_of_range_scale(capsys, scale):
 
 
 def test_the_cli_takes_the_apis_scale_range():
-    from service.api.settings import SCALE_RANGE as API_SCALE_RANGE
+    from service.api.schemas import SCALE_RANGE as API_SCALE_RANGE
+    from service.cli import SCALE_RANGE as CLI_SCALE_RANGE
 
-    assert SCALE_RANGE == API_SCALE_RANGE
+    assert SCALE_RANGE == API_SCALE_RANGE == CLI_SCALE_RANGE
 
 
 def test_sample_at_the_edge_of_the_range_prints_strict_json(capsys):
@@ -240,3 +241,33 @@ def test_no_experiments_package_says_so(capsys, monkeypatch, tmp_path, command):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"dgs {command}: error:") and "\n" not in err
     assert "'experiments' package" in err and "checkout" in err
+
+
+@pytest.mark.parametrize(
+    "flags, fragments",
+    [
+        (["--guider-param", "momentum=1.5"], ["guider_params.momentum", "momentum <= 0.99"]),
+        (["--guider-param", "norm_threshold=0"], ["guider_params.norm_threshold", "0 <"]),
+        (["--guider-param", "momentum"], ["--guider-param expects name=number"]),
+        (["--guider-param", "zero_init_steps=1"], ["guider_params.zero_init_steps", "takes"]),
+        (
+            ["--guidance-schedule", "linear", "--guidance-interval", "3", "0.3"],
+            ["guidance_interval", "sigma_lo < sigma_hi"],
+        ),
+        (["--sampler", "dpmpp_2m"], ["sampler:", "ddpm or ddim or heun"]),
+    ],
+)
+def test_sample_refuses_bad_guider_parameters_naming_the_field(capsys, flags, fragments):
+    argv = ["--model", "gaussians-conditional-improved", "--class", "0", "--n", "4"]
+    variant = "cfg_plus_plus" if "dpmpp_2m" in flags else "apg"
+    code, out, err = run(sample_args(*argv, "--variant", variant, *flags), capsys)
+    assert_one_line_error(code, err, "dgs sample: error:", *fragments)
+    assert out == ""
+
+
+def test_sample_takes_guider_parameters(capsys):
+    argv = ["--model", "gaussians-conditional-improved", "--class", "left", "--n", "8"]
+    flags = ["--variant", "apg", "--guider-param", "momentum=-0.25", "--steps", "5"]
+    code, out, err = run(sample_args(*argv, *flags), capsys)
+    assert code == 0, err
+    assert strict_json(out)["variant"] == "apg"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import typing
 from typing import Any
 
 from fastapi import Request
@@ -35,7 +36,14 @@ def field_error(field: str, message: str, allowed: str) -> ApiError:
     """A 422 in FastAPI's own shape, for checks that depend on settings or on the model."""
     return ApiError(
         422,
-        [{"loc": ["body", field], "msg": message, "type": "value_error", "allowed": allowed}],
+        [
+            {
+                "loc": ["body", *field.split(".")],
+                "msg": message,
+                "type": "value_error",
+                "allowed": allowed,
+            }
+        ],
     )
 
 
@@ -93,6 +101,17 @@ def allowed_values(model: type[BaseModel] | None, field: str) -> str | None:
     return "; ".join(parts) or None
 
 
+def _submodel(model: type[BaseModel] | None, field: str) -> type[BaseModel] | None:
+    """The request object a field holds (through Optional), or None."""
+    info = None if model is None else model.model_fields.get(field)
+    if info is None:
+        return None
+    for kind in (info.annotation, *typing.get_args(info.annotation)):
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind
+    return None
+
+
 def _item(err: dict[str, Any], model: type[BaseModel] | None) -> dict[str, Any]:
     loc = [p if isinstance(p, int) else safe_text(str(p), MAX_ECHO) for p in err.get("loc", ())]
     item: dict[str, Any] = {
@@ -102,7 +121,13 @@ def _item(err: dict[str, Any], model: type[BaseModel] | None) -> dict[str, Any]:
     }
     raw_loc = err.get("loc", ())
     if len(raw_loc) >= 2 and raw_loc[0] == "body" and isinstance(raw_loc[1], str):
-        allowed = allowed_values(model, raw_loc[1])
+        owner, name = model, raw_loc[1]
+        for part in raw_loc[2:]:  # into a nested request object (guider_params.momentum)
+            inner = _submodel(owner, name)
+            if inner is None or not isinstance(part, str):
+                break
+            owner, name = inner, part
+        allowed = allowed_values(owner, name)
         if allowed:
             item["allowed"] = allowed
     echo = _echo(err.get("input"))

@@ -13,9 +13,9 @@ import threading
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from service.core.data import DATASETS
-from service.core.guidance import VARIANTS
+from service.core.guiders import GUIDERS
 from service.core.samplers import SAMPLERS
-from service.serving.priority import CLASSES
+from service.serving.priority import PRIORITY_CLASSES
 
 # Milliseconds to tens of seconds.
 LATENCY_BUCKETS = (
@@ -58,7 +58,7 @@ def label_dataset(value: object) -> str:
 
 
 def label_variant(value: object) -> str:
-    return value if isinstance(value, str) and value in VARIANTS else NONE
+    return value if isinstance(value, str) and value in GUIDERS else NONE
 
 
 def label_sampler(value: object) -> str:
@@ -66,7 +66,7 @@ def label_sampler(value: object) -> str:
 
 
 def label_priority(value: object) -> str:
-    return value if isinstance(value, str) and value in CLASSES else NONE
+    return value if isinstance(value, str) and value in PRIORITY_CLASSES else NONE
 
 
 class Metrics:

@@ -8,29 +8,32 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from service.api.settings import (
     DEADLINE_CEILING,
     K_RANGE,
     N_CEILING,
     PREVIEW_ROWS_CEILING,
-    SCALE_RANGE,
     STEPS_CEILING,
 )
-from service.core.class_guidance import SIGMA_LIMIT
 from service.core.data import DATASETS
-from service.core.guidance import GRADIENTS, VARIANTS
+from service.core.guiders import GUIDERS, all_params, scale_bounds
+from service.core.guiders.paper import GRADIENTS
+from service.core.guiders.weights import SCHEDULES, SIGMA_LIMIT
 from service.core.likelihood import HELDOUT_SEED
+from service.core.params import Param
 from service.core.samplers import ETA_RANGE, SAMPLERS
 from service.core.store import NAME_PATTERN
-from service.serving.priority import CLASSES
+from service.serving.priority import PRIORITY_CLASSES
 
 DatasetName = Literal[tuple(sorted(DATASETS))]  # type: ignore[valid-type]
-VariantName = Literal[tuple(sorted(VARIANTS))]  # type: ignore[valid-type]
+VariantName = Literal[tuple(sorted(GUIDERS))]  # type: ignore[valid-type]
+ScheduleName = Literal[tuple(sorted(SCHEDULES))]  # type: ignore[valid-type]
+SCALE_RANGE = scale_bounds()
 SamplerName = Literal[tuple(sorted(SAMPLERS))]  # type: ignore[valid-type]
 GradientName = Literal[tuple(sorted(GRADIENTS))]  # type: ignore[valid-type]
-PriorityName = Literal[CLASSES]  # type: ignore[valid-type]
+PriorityName = Literal[PRIORITY_CLASSES]  # type: ignore[valid-type]
 TARGET_LOG_P_LIMIT = 1000.0  # nats; a 2D density's log is far inside this
 SEED_MAX = 2**63 - 1
 MODEL_FIELD = Field(
@@ -53,6 +56,39 @@ ClassName = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[a-z][a
 Sigma = Annotated[float, Field(ge=0, le=SIGMA_LIMIT, allow_inf_nan=False)]
 
 
+def _param_field(p: Param, takers: list[str]) -> tuple[Any, Any]:
+    bound = {"gt" if p.low_open else "ge": int(p.low) if p.integer else p.low}
+    kind: Any = int if p.integer else float
+    extra = {} if p.integer else {"allow_inf_nan": False}
+    field = Field(
+        None, le=p.high, **bound, **extra, description=f"{', '.join(takers)}: {p.description}."
+    )
+    return kind | None, field
+
+
+def _params_model(name: str, params: dict[str, tuple[Param, list[str]]], doc: str) -> Any:
+    """A request object with one optional field per plug-in parameter, its range in OpenAPI."""
+    fields = {k: _param_field(p, takers) for k, (p, takers) in sorted(params.items())}
+    model = create_model(
+        name, __config__=ConfigDict(extra="forbid", strict=True), __doc__=doc, **fields
+    )
+    return model
+
+
+GuiderParams = _params_model(
+    "GuiderParams",
+    all_params(),
+    "The guider's parameters (/variants lists each guider's, with defaults and ranges); a "
+    "parameter the chosen variant does not take is refused.",
+)
+SamplerParams = _params_model(
+    "SamplerParams",
+    {k: (p, [s.name]) for s in SAMPLERS.values() for k, p in s.params.items()},
+    "The sampler's parameters (/samplers lists each sampler's); `eta` may also be given at the "
+    "top level.",
+)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
@@ -63,7 +99,8 @@ class _Request(BaseModel):
         ge=SCALE_RANGE[0],
         le=SCALE_RANGE[1],
         allow_inf_nan=False,
-        description="Guidance scale s; default: the variant's (see /variants).",
+        description="Guidance scale s (cfg's w); default: the variant's. Each variant's range "
+        "is in /variants.",
     )
     seed: int | None = Field(None, ge=0, le=SEED_MAX, description="Default: a random seed.")
     steps: int | None = Field(
@@ -83,7 +120,22 @@ class _Request(BaseModel):
         ge=ETA_RANGE[0],
         le=ETA_RANGE[1],
         allow_inf_nan=False,
-        description="ddim only: 0 deterministic (default), 1 DDPM-like noise.",
+        description="ddim only: 0 deterministic (default), 1 DDPM-like noise "
+        "(the same as sampler_params.eta).",
+    )
+    sampler_params: SamplerParams | None = Field(  # type: ignore[valid-type]
+        None, description='The sampler\'s parameters (/samplers), e.g. {"eta": 0.5}.'
+    )
+    guider_params: GuiderParams | None = Field(  # type: ignore[valid-type]
+        None,
+        description="The variant's parameters (/variants), e.g. apg's {\"momentum\": -0.5}.",
+        examples=[{"momentum": -0.5, "norm_threshold": 1.0}],
+    )
+    guidance_schedule: ScheduleName | None = Field(
+        None,
+        description="Weighted variants (cfg, apg, cfg_zero_star, autoguidance): w over the "
+        "noise level, 1 + (w - 1) f(sigma) (/variants lists the schedules). Default: constant, "
+        "or 'interval' with guidance_interval.",
     )
     gradient: GradientName | None = Field(
         None,
@@ -126,9 +178,10 @@ class _Request(BaseModel):
         None,
         min_length=2,
         max_length=2,
-        description="cfg and autoguidance: [sigma_lo, sigma_hi]; w applies only at noise "
+        description="Weighted variants: [sigma_lo, sigma_hi]; w applies only at noise "
         "levels sigma = sqrt(1/alpha_bar - 1) inside it (Kynkaanniemi et al. 2024), the "
-        "conditional model alone elsewhere. Default: every step.",
+        "conditional model alone elsewhere; the span of a linear or cosine schedule. "
+        "Default: every step.",
         examples=[[0.3, 3.0]],
     )
     guide_model: str | None = Field(
@@ -248,10 +301,14 @@ class SampleResponse(BaseModel):
     class_name: str | None = None
     guide_model: str | None = Field(None, description="autoguidance: the guide's name.")
     guidance_interval: list[float] | None = None
+    guidance_schedule: str | None = Field(None, description="Weighted variants: the schedule.")
+    guider_params: dict[str, float] = Field(
+        default_factory=dict, description="The variant's parameters used, defaults filled in."
+    )
     guided_evaluations: int = Field(
         0,
-        description="cfg, autoguidance: evaluations that also ran the reference (the null "
-        "class or the guide), the rest running the conditional model alone.",
+        description="Evaluations that also ran the variant's reference pass (the null class "
+        "or the guide), the rest running the conditional model alone.",
     )
     timing: Timing
 
@@ -353,10 +410,21 @@ class EvaluateResponse(BaseModel):
     model_name: str
     label: int | None = Field(None, alias="class")
     guided_evaluations: int = 0
+    guidance_schedule: str | None = None
+    guider_params: dict[str, float] = Field(default_factory=dict)
     class_metrics: ClassMetrics | None = Field(
         None, description="Requests with a class on a class-conditional model."
     )
     timing: Timing
+
+
+class GuiderParamInfo(BaseModel):
+    default: float
+    minimum: float
+    maximum: float
+    exclusive_minimum: bool = False
+    integer: bool = False
+    description: str
 
 
 class VariantInfo(BaseModel):
@@ -371,13 +439,26 @@ class VariantInfo(BaseModel):
     smoothing: float | None
     gamma_schedule: list[float] = Field(description="gamma_t at the default scale, t = T-1 .. 0.")
     kind: str = Field(
-        description="'paper': eps + gamma g; 'density': Density Guidance; 'prior': Prior Guidance."
+        description="The family: 'paper': eps + gamma g; 'density': Density Guidance; 'prior': "
+        "Prior Guidance; 'cfg': guidance of a class-conditional model by its null class; "
+        "'autoguidance': by a guide model."
     )
     scale_range: list[float] = Field(
         description="[min, max] of the scale (a quantile q for density and prior)."
     )
     gradients: list[str] = Field(description="The gradient sources it takes (none: []).")
     samplers: list[str] = Field(description="The samplers it runs with.")
+    parameters: dict[str, GuiderParamInfo] = Field(
+        default_factory=dict, description="Its `guider_params`, with defaults and ranges."
+    )
+    passes: list[str] = Field(
+        default_factory=list,
+        description="The network passes an evaluation takes: its main pass, and the reference "
+        "('unconditional' or 'guide') where its weight is not 1.",
+    )
+    schedules: list[str] = Field(
+        default_factory=list, description="The guidance schedules it takes (weighted variants)."
+    )
 
 
 class SamplerParamInfo(BaseModel):

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.core.sampling import CHUNK_ROWS
+from service.core.step import CHUNK_ROWS
 
 # Hard ceilings of the request schemas; the settings may lower them, never raise them.
 N_CEILING = 100_000
@@ -16,7 +16,6 @@ N_CEILING = 100_000
 # trains T = 200); the served OpenAPI narrows this to the largest T loaded (openapi_limits.py).
 STEPS_CEILING = 1000
 DEADLINE_CEILING = 3600.0  # MAX_DEADLINE_S (default 600) may be raised this far, no further
-SCALE_RANGE = (-10.0, 10.0)
 K_RANGE = (1, 50)
 PREVIEW_ROWS_CEILING = 4096
 

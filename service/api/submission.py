@@ -21,9 +21,11 @@ from service.api.errors import ApiError, field_error
 from service.api.schemas import SEED_MAX, _Request
 from service.api.state import AppState
 from service.core.errors import RequestError
-from service.core.guidance import REFERENCED_KINDS, VARIANTS
+from service.core.guiders import get_guider
+from service.core.guiders.base import Reference
 from service.core.model import ReadyModel
-from service.core.sampling import make_plan
+from service.core.plan import make_plan
+from service.core.spec import SampleSpec
 from service.serving.admission import Overloaded, TooLong
 from service.serving.job import (
     BatcherStopped,
@@ -72,14 +74,38 @@ def _priority(state: AppState, body: _Request, n: int) -> str:
 
 
 def default_objective(variant: str, gradient: str | None, label: object = None) -> str:
-    """Which of its dataset's models a request runs on when it names none: the paper's guided
-    variants on the density model (its head), or on the model the gradient names; cfg,
-    autoguidance and any request naming a class on the conditional model."""
-    if VARIANTS[variant].kind in REFERENCED_KINDS or label is not None:
-        return "conditional"
-    if not VARIANTS[variant].needs_gradient:
-        return "plain"
-    return {"energy": "energy", "score": "plain"}.get(gradient or "head", "density")
+    """Which of its dataset's models a request runs on when it names none: the guider's
+    choice (the paper's guided variants the density model, or the model the gradient names;
+    guiders of class-conditional models the conditional one), and any request naming a class
+    the conditional model."""
+    return "conditional" if label is not None else get_guider(variant).objective(gradient)
+
+
+def spec_of(body: _Request, n: int, seed: int) -> SampleSpec:
+    """The one frozen request the core plans from, built from a validated body."""
+    sampler_params = {} if body.sampler_params is None else body.sampler_params.model_dump()
+    sampler_params = {k: v for k, v in sampler_params.items() if v is not None}
+    if body.eta is not None:
+        if "eta" in sampler_params:
+            raise field_error("eta", "eta is given twice", "eta or sampler_params.eta, not both")
+        sampler_params["eta"] = body.eta
+    guider_params = {} if body.guider_params is None else body.guider_params.model_dump()
+    return SampleSpec(
+        variant=body.variant,
+        scale=body.scale,
+        n=n,
+        seed=seed,
+        steps=body.steps,
+        sampler=body.sampler,
+        sampler_params=sampler_params,
+        guider_params={k: v for k, v in guider_params.items() if v is not None},
+        gradient=body.gradient,
+        target_log_p=body.target_log_p,
+        label=body.label,
+        schedule=body.guidance_schedule,
+        interval=None if body.guidance_interval is None else tuple(body.guidance_interval),
+        guide_model=body.guide_model,
+    )
 
 
 def _resolve(state: AppState, body: _Request) -> ServedModel:
@@ -121,10 +147,9 @@ def resolve_model(state: AppState, dataset: str, objective: str, model: str | No
 
 
 def _guide(state: AppState, body: _Request, served: ServedModel) -> ReadyModel | None:
-    """autoguidance's guide: the model named, or the dataset's model of recipe 'guide'."""
-    if VARIANTS[body.variant].kind != "autoguidance":
-        if body.guide_model is not None:
-            raise field_error("guide_model", "guide_model applies only to autoguidance", "omitted")
+    """A guide-model guider's guide: the model named, or the dataset's model of recipe 'guide'
+    (a guide named for any other guider is refused by planning)."""
+    if get_guider(body.variant).reference is not Reference.GUIDE:
         return None
     try:
         return state.registry.guide(served.model.dataset, body.guide_model).model
@@ -167,7 +192,8 @@ async def submit_job(
     here, before a stream has sent a byte."""
     arrived = time.perf_counter()
     request.state.dataset, request.state.variant = body.dataset, body.variant
-    request.state.sampler = body.sampler or VARIANTS[body.variant].default_sampler
+    guider = get_guider(body.variant)
+    request.state.sampler = body.sampler or guider.default_sampler
     deadline_s = _check_limits(state, body, n, max_n)
     priority = request.state.priority = _priority(state, body, n)
     seed = body.seed if body.seed is not None else secrets.randbelow(SEED_MAX)
@@ -176,24 +202,16 @@ async def submit_job(
         T = served.model.schedule.num_timesteps
         if body.steps is not None and body.steps > T:
             raise field_error("steps", f"steps must be at most {T} for this model", f"1..{T}")
-        args = (served.model, body.variant, body.scale, body.steps, body.sampler, body.eta)
-        interval = None if body.guidance_interval is None else tuple(body.guidance_interval)
-        args += (
-            body.gradient,
-            body.target_log_p,
-            body.label,
-            _guide(state, body, served),
-            interval,
-        )
+        spec = spec_of(body, n, seed)
+        args = (served.model, spec, _guide(state, body, served))
         try:
-            if VARIANTS[body.variant].kind == "density":  # its first plan calibrates (~1 s)
+            if guider.slow_first_plan:  # e.g. Density Guidance's first plan calibrates (~1 s)
                 plan = await run_in_threadpool(make_plan, *args)
             else:
                 plan = make_plan(*args)
         except RequestError as e:
-            raise field_error(e.field, str(e), e.allowed) from e
-        except ValueError as e:  # a sampler parameter the chosen sampler does not take
-            raise field_error("eta", str(e), "only with sampler ddim") from e
+            field = "eta" if e.field == "sampler_params.eta" and body.eta is not None else e.field
+            raise field_error(field, str(e), e.allowed) from e
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         job = Job(plan, n, seed, time.monotonic() + deadline_s, future_callback(loop, future))

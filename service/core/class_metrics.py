@@ -52,7 +52,9 @@ def _data_reciprocal(model_id: str, dataset: str, label: int, classifier) -> flo
 
 
 def has_class_metrics(model: ReadyModel, label: int | None) -> bool:
-    return label is not None and model.dataset in classes.CLASSES and model.classifier is not None
+    return (
+        label is not None and model.dataset in classes.CLASS_SPECS and model.classifier is not None
+    )
 
 
 def class_scores(model: ReadyModel, samples: np.ndarray, label: int, k: int) -> ClassScores:
@@ -64,7 +66,7 @@ def class_scores(model: ReadyModel, samples: np.ndarray, label: int, k: int) -> 
     if len(finite) > k:
         kl = kl_divergence_bits(reference, finite, k, _class_mean_log_rho(dataset, label, k))
         kl = None if math.isnan(kl) else kl
-    spec = classes.CLASSES[dataset][label]
+    spec = classes.CLASS_SPECS[dataset][label]
     empty = len(finite) == 0
     prob = np.empty(0) if empty else class_probability(model.classifier, finite, label)
     # two classes: argmax is p > 1/2 (the service's datasets all have two)

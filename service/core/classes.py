@@ -85,7 +85,7 @@ def _band(label: int) -> Callable[[np.ndarray], np.ndarray]:
 BOX_RULE = "exact: inside the box"
 DISC_RULE = f"within {GAUSSIAN_RADIUS:.3f} of the mean (the disc of 95% of the mass)"
 BAND_RULE = f"within {MOON_BAND} of the arc before scaling ({MOON_BAND_SD:.1f} noise sd)"
-CLASSES: dict[str, tuple[ClassSpec, ...]] = {
+CLASS_SPECS: dict[str, tuple[ClassSpec, ...]] = {
     "boxes": (ClassSpec("left", _box(-1.0), BOX_RULE), ClassSpec("right", _box(1.0), BOX_RULE)),
     "gaussians": (
         ClassSpec("left", _disc(-GAUSSIAN_MEAN), DISC_RULE),
@@ -93,11 +93,11 @@ CLASSES: dict[str, tuple[ClassSpec, ...]] = {
     ),
     "moons": (ClassSpec("upper", _band(0), BAND_RULE), ClassSpec("lower", _band(1), BAND_RULE)),
 }
-assert set(CLASSES) == set(LABELLED)
+assert set(CLASS_SPECS) == set(LABELLED)
 
 
 def class_names(dataset: str) -> tuple[str, ...]:
-    return tuple(c.name for c in CLASSES[dataset])
+    return tuple(c.name for c in CLASS_SPECS[dataset])
 
 
 @cache
@@ -114,7 +114,7 @@ def class_centre(dataset: str, label: int) -> np.ndarray:
 
 
 def support_fraction(dataset: str, label: int, points: np.ndarray) -> float:
-    return float(CLASSES[dataset][label].inside(points).mean())
+    return float(CLASS_SPECS[dataset][label].inside(points).mean())
 
 
 @cache

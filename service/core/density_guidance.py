@@ -1,4 +1,4 @@
-"""Density Guidance (Karczewski et al. 2025) and Prior Guidance, exact in 2D.
+"""Density Guidance (Karczewski et al. 2025) and Prior Guidance, exact in 2D: the math.
 
 On the probability-flow ODE in variance-exploding coordinates (y = x / sqrt(ab), s = sqrt(1/ab
 - 1), dy/ds = eps; see core/likelihood.py), the model's log-density along a path obeys
@@ -34,8 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from service.core.energy import energy_eps
 from service.core.model import ReadyModel
+from service.core.passes import eps_and_divergence
+from service.core.samplers import get_sampler
 
 CALIBRATION_ROWS = 2048
 CALIBRATION_SEED = 20_250_212
@@ -62,24 +63,6 @@ def start_log_density(model: ReadyModel, x: torch.Tensor, t: int) -> torch.Tenso
     return -0.5 * (x * x).sum(-1) - math.log(2 * math.pi * v)
 
 
-def eps_and_divergence(
-    model: ReadyModel, x: torch.Tensor, t: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """eps (B, 2) and div_x eps (B,), exact: two input-gradient passes through the network
-    (for an energy model, eps is itself a gradient, so these are second derivatives)."""
-    with torch.enable_grad():
-        x = x.detach().requires_grad_(True)
-        if model.is_energy:
-            eps, _ = energy_eps(model.network, model.schedule, x, t, create_graph=True)
-        else:
-            eps = model.network(x, t)[:, :2]
-        div = torch.zeros(len(x), dtype=x.dtype, device=x.device)
-        for i in range(2):
-            (grad,) = torch.autograd.grad(eps[:, i].sum(), x, retain_graph=i == 0)
-            div = div + grad[:, i]
-    return eps.detach(), div.detach()
-
-
 @dataclass
 class Tracking:
     """A chunk's Density Guidance state: its rows' log-density so far (in y, nats), and from a
@@ -95,6 +78,10 @@ def _solve_eta(gap: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
     return eta.clamp(ETA_MIN, ETA_MAX).nan_to_num(1.0)
 
 
+HEUN = get_sampler("heun")
+CORRECTOR, STEP = HEUN.column("corrector"), HEUN.column("h")
+
+
 def density_eps(
     model: ReadyModel,
     x: torch.Tensor,
@@ -104,19 +91,34 @@ def density_eps(
     tracking: Tracking,
     last: bool,
 ) -> torch.Tensor:
-    """One Heun evaluation of Density Guidance for one chunk (all its rows at one stage):
-    -> the eps to hand to the Heun update; `tracking` is updated in place.
+    """One Heun evaluation of Density Guidance for one chunk, its own passes included."""
+    eps, div_x = eps_and_divergence(model, x, t)
+    return steered_eps(model, eps, div_x, t, coef, target, tracking, last)
+
+
+def steered_eps(
+    model: ReadyModel,
+    eps: torch.Tensor,
+    div_x: torch.Tensor,
+    t: torch.Tensor,
+    coef: torch.Tensor,
+    target: torch.Tensor,
+    tracking: Tracking,
+    last: bool,
+) -> torch.Tensor:
+    """One Heun evaluation of Density Guidance for one chunk (all its rows at one stage), from
+    its eps and exact divergence: -> the eps to hand to the Heun update; `tracking` is updated
+    in place. `coef`: Heun's coefficients (core/samplers.py names them).
 
     Predictor at s (step h = s' - s < 0): eta solved from the left-point rate; the lone last
     step (to s' = 0) ends there. Corrector at s': eta solved again from the trapezoid of both
     ends' rates, so the step lands on its target, and the update moves y by
     h eta (eps_1 + eps_2) / 2 (second order, as unguided Heun)."""
-    eps, div_x = eps_and_divergence(model, x, t)
-    s = model.schedule.sqrt_inv_alpha_bar_minus_one.to(x.dtype)[t]  # VE sigma at the row's t
+    s = model.schedule.sqrt_inv_alpha_bar_minus_one.to(eps.dtype)[t]  # VE sigma at the row's t
     div_y = div_x / (1 + s * s).sqrt()  # x = y / sqrt(1 + s^2)
     w = (eps * eps).sum(-1) / s  # d log p / d s per unit of (eta - 1)
-    step = -coef[:, 2]  # |h|
-    if coef[0, 0] < 0.5:  # a predictor
+    step = -coef[:, STEP]  # |h|
+    if coef[0, CORRECTOR] < 0.5:  # a predictor
         eta = _solve_eta(target - tracking.log_p - step * div_y, step * w)
         if last:  # the last step, to the data: Euler alone
             tracking.log_p = tracking.log_p + step * (div_y + (eta - 1) * w)
@@ -134,32 +136,25 @@ def density_eps(
     return eta[:, None] * (e1 + eps) - eta_p[:, None] * e1
 
 
-def step_of_evaluation(evaluations: int) -> np.ndarray:
-    """Heun: evaluation e (in order) belongs to step e // 2 (the last step has one)."""
-    return np.arange(evaluations) // 2
-
-
 def calibrate(model: ReadyModel, steps: int | None) -> np.ndarray:
     """Tracked log p of CALIBRATION_ROWS unguided Heun trajectories (the model's samples):
     (S + 1, rows), row i after i steps, each row sorted. Cached on the model."""
-    from service.core.sampling import make_plan  # sampling imports this module
-
     key = ("density-calibration", steps)
     if key in model.plans:
         return model.plans[key]
-    plan = make_plan(model, "baseline", None, steps, "heun")
+    stages = HEUN.stages(model.schedule_for(steps), {})
+    coefs = stages.coef.float().to(model.device)
     g = torch.Generator(device="cpu").manual_seed(CALIBRATION_SEED)
     x = torch.randn(CALIBRATION_ROWS, 2, generator=g).to(model.device)  # the model's own starts
-    rows = torch.tensor(plan.rows, dtype=torch.float32, device=model.device)
-    tracking = Tracking(start_log_density(model, x, int(rows[-1, 5])))
+    tracking = Tracking(start_log_density(model, x, int(stages.t[0])))
     track = [tracking.log_p.cpu().numpy()]
-    state = x.new_zeros(len(x), plan.sampler.state_width)
+    state = x.new_zeros(len(x), HEUN.state_width)
     no_target = torch.full((len(x),), math.nan, device=model.device)
-    for p in range(plan.evaluations - 1, -1, -1):
-        coef = rows[p, :5].expand(len(x), -1)
-        t = torch.full((len(x),), int(rows[p, 5]), device=model.device)
-        eps = density_eps(model, x, t, coef, no_target, tracking, last=p == 0)
-        x, state = plan.sampler.update(x, eps, None, coef, state)
+    for e in range(len(stages.t)):  # evaluation order
+        coef = coefs[e].expand(len(x), -1)
+        t = torch.full((len(x),), int(stages.t[e]), device=model.device)
+        eps = density_eps(model, x, t, coef, no_target, tracking, last=e == len(stages.t) - 1)
+        x, state = HEUN.update(x, eps, None, coef, state)
         if tracking.kept is None:  # a step ended
             track.append(tracking.log_p.cpu().numpy())
     table = np.sort(np.stack(track).astype(np.float64), axis=1)

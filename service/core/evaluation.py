@@ -14,7 +14,8 @@ from service.core.coverage import coverage_against_data
 from service.core.data import reference_points
 from service.core.kl import DEFAULT_K, finite_rows, kl_divergence_bits, mean_log_rho
 from service.core.model import ReadyModel
-from service.core.sampling import SampleResult, sample
+from service.core.offline import SampleResult, sample
+from service.core.spec import SampleSpec
 
 
 @dataclass(frozen=True)
@@ -79,14 +80,7 @@ def score(model: ReadyModel, result: SampleResult, k: int = DEFAULT_K) -> Evalua
 
 
 def evaluate(
-    model: ReadyModel,
-    variant: str = "baseline",
-    scale: float | None = None,
-    n: int = 10_000,
-    seed: int = 0,
-    k: int = DEFAULT_K,
-    steps: int | None = None,
-    sampler: str = "ddpm",
-    eta: float | None = None,
+    model: ReadyModel, spec: SampleSpec, k: int = DEFAULT_K, guide: ReadyModel | None = None
 ) -> Evaluation:
-    return score(model, sample(model, variant, scale, n, seed, steps, sampler, eta), k)
+    """Sample as `spec` asks, then score."""
+    return score(model, sample(model, spec, guide), k)

@@ -1,12 +1,17 @@
-"""Samplers (issue 11): one registry, one small record each, like guidance variants.
+"""Samplers: one registry, one small record each, like guiders (docs/DESIGN.md#4-samplers).
 
 A sampler turns a schedule's S positions into E network evaluations ("stages"), each with its
-own network timestep and a row of at most COEF_WIDTH coefficients, and a pure `update` that
-takes a batch of rows at any stages: x, the (guided) noise prediction eps, fresh noise, each
-row's coefficients and its carried state -> next x and state. Everything is per row, so rows of
-different samplers, stages and steps share one forward pass (core.sampling.advance) and a row's
-result never depends on its batch. A new sampler is one `stages` function, one `update`
+own network timestep and a row of at most COEF_WIDTH named coefficients, and a pure `update`
+that takes a batch of rows at any stages: x, the (guided) noise prediction eps, fresh noise,
+each row's coefficients and its carried state -> next x and state. Everything is per row, so
+rows of different samplers, stages and steps share one forward pass (core.step.advance) and a
+row's result never depends on its batch. A new sampler is one `stages` function, one `update`
 function and one `register` line.
+
+Each stage also carries its `renoise` ratio: how much of the eps that re-noises the step
+(rather than the one that predicts x_0) reaches x_next, relative to the eps coefficient of the
+whole update. An update fed eps + renoise (eps_r - eps) moves as if x_0 were predicted from
+eps and the step re-noised with eps_r: what CFG++ needs (core/guiders/cfg_plus_plus.py).
 
 Notation: at position k (counting down, S-1 .. 0) alpha_bar = ab_k and the variance-exploding
 noise level sig_k = sqrt(1/ab_k - 1); y = x / sqrt(ab) moves by dy/dsig = eps on the
@@ -15,33 +20,35 @@ probability-flow ODE. The position after k = 0 is the clean data (ab = 1, sig = 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
 
+from service.core.params import Param, resolve_params
 from service.core.schedule import Schedule
 
 COEF_WIDTH = 5
 ETA_RANGE = (0.0, 1.0)
 
-# (schedule, params) -> (network timestep (E,) long, coefficients (E, COEF_WIDTH) float64),
-# both in evaluation order (first evaluation first)
-StagesFn = Callable[[Schedule, dict[str, float]], tuple[torch.Tensor, torch.Tensor]]
+
+@dataclass(frozen=True)
+class Stages:
+    """A sampler's evaluations on one schedule, in evaluation order (first evaluation first)."""
+
+    t: torch.Tensor  # (E,) long: the network timestep
+    coef: torch.Tensor  # (E, COEF_WIDTH) float64: the update's coefficients, named by the sampler
+    renoise: torch.Tensor  # (E,) float64: see the module docstring
+    step: torch.Tensor  # (E,) long: the step (0 = first) each evaluation belongs to
+
+
+# (schedule, params) -> Stages
+StagesFn = Callable[[Schedule, Mapping[str, float]], Stages]
 # (x, eps, noise or None, coef (B, COEF_WIDTH), state (B, state_width)) -> (x_next, state)
 UpdateFn = Callable[
     [torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor],
     tuple[torch.Tensor, torch.Tensor],
 ]
-
-
-@dataclass(frozen=True)
-class Param:
-    default: float
-    low: float
-    high: float
-    description: str
 
 
 @dataclass(frozen=True)
@@ -52,9 +59,15 @@ class Sampler:
     evaluations_text: str
     stages: StagesFn
     update: UpdateFn
+    columns: tuple[str, ...]  # the names of its coefficient columns, in order
     stochastic: bool = False  # draws fresh noise at every evaluation
     state_width: int = 0  # floats per row carried from one evaluation to the next
     params: dict[str, Param] = field(default_factory=dict)
+    deterministic: Callable[[Mapping[str, float]], bool] = lambda params: True
+
+    def column(self, name: str) -> int:
+        """The index of a named coefficient (density guidance reads Heun's by name)."""
+        return self.columns.index(name)
 
 
 SAMPLERS: dict[str, Sampler] = {}
@@ -71,19 +84,9 @@ def get_sampler(name: str) -> Sampler:
     return SAMPLERS[name]
 
 
-def resolve_params(sampler: Sampler, given: dict[str, float | None]) -> dict[str, float]:
-    """The sampler's parameters with defaults filled in; ValueError naming a bad one."""
-    for key, value in given.items():
-        if value is not None and key not in sampler.params:
-            raise ValueError(f"{key} applies only to samplers that take it, not {sampler.name!r}")
-    out = {}
-    for key, p in sampler.params.items():
-        value = given.get(key)
-        value = p.default if value is None else float(value)
-        if not (math.isfinite(value) and p.low <= value <= p.high):
-            raise ValueError(f"{key} must be in [{p.low:g}, {p.high:g}], got {value}")
-        out[key] = value
-    return out
+def sampler_params(sampler: Sampler, given: Mapping[str, float | None]) -> dict[str, float]:
+    """The sampler's parameters with defaults filled in; RequestError naming a bad one."""
+    return resolve_params("sampler_params", sampler.name, sampler.params, given)
 
 
 def _levels(s: Schedule) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +105,10 @@ def _pad(columns: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([table, table.new_zeros(len(table), COEF_WIDTH - table.shape[1])], dim=1)
 
 
+def _one_per_step(t: torch.Tensor, coef: torch.Tensor, renoise: torch.Tensor) -> Stages:
+    return Stages(t, coef, renoise, torch.arange(len(t)))
+
+
 # -- ddpm: ancestral sampling, one evaluation and one noise draw per step ----------------------
 
 
@@ -117,7 +124,11 @@ def _ddpm_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tensor, t
     ]
     table = torch.stack([c.cpu() for c in columns], dim=1)
     t, table = _descending(s.timesteps.cpu(), table)
-    return t, table
+    # the x_t term of the posterior mean, c2 x_t = c2 (sqrt(ab) x0 + sqrt(1 - ab) eps), is the
+    # re-noising: c2 sqrt(1 - ab) against the whole eps coefficient -c1 sqrt(1/ab - 1)
+    c = table.double()
+    renoise = -(c[:, 3] * c[:, 1] / c[:, 0]) / (c[:, 2] * c[:, 1]).clamp_min(1e-30)
+    return _one_per_step(t, table, renoise)
 
 
 def ddpm_update(x, eps, noise, coef, state):
@@ -135,6 +146,7 @@ register(
         "1",
         _ddpm_stages,
         ddpm_update,
+        ("sqrt_inv_ab", "sqrt_inv_ab_minus_one", "posterior_c1", "posterior_c2", "std"),
         stochastic=True,
     )
 )
@@ -154,7 +166,10 @@ def _ddim_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tensor, t
         (1 - ab_prev - std**2).clamp(min=0).sqrt(),
         std,
     ]
-    return tuple(_descending(s.timesteps.cpu(), _pad(columns)))
+    # x_prev = c2 (c0 x - c1 eps) + c3 eps_r + c4 z: eps_r's share of the eps coefficient
+    renoise = columns[3] / (columns[3] - columns[2] * columns[1])
+    t, table, renoise = _descending(s.timesteps.cpu(), _pad(columns), renoise)
+    return _one_per_step(t, table, renoise)
 
 
 def ddim_update(x, eps, noise, coef, state):
@@ -171,8 +186,10 @@ register(
         "1",
         _ddim_stages,
         ddim_update,
+        ("sqrt_inv_ab", "sqrt_inv_ab_minus_one", "sqrt_ab_next", "direction", "std"),
         stochastic=True,
         params={"eta": Param(0.0, *ETA_RANGE, "noise: 0 deterministic, 1 DDPM-like")},
+        deterministic=lambda params: params.get("eta") == 0.0,
     )
 )
 
@@ -183,16 +200,27 @@ register(
 def _heun_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
     ab, ab_prev = _levels(s)
     sig, sig_prev = (1 / ab - 1).sqrt(), (1 / ab_prev - 1).sqrt()
-    times, rows = [], []
+    times, rows, renoise, steps = [], [], [], []
     for k in range(len(ab) - 1, -1, -1):
         h, c_in, c_out = sig_prev[k] - sig[k], 1 / ab[k].sqrt(), ab_prev[k].sqrt()
+        # y' = y + h eps = (y - sig eps) + sig' eps: sig' eps re-noises, both stages alike
+        ratio = float(sig_prev[k] / h)
         times.append(s.timesteps[k])  # predictor (Euler) at t_k; alone on the last step
         rows.append([0.0, c_in, h, c_out])
+        renoise.append(ratio)
+        steps.append(len(ab) - 1 - k)
         if k > 0:  # corrector at t_{k-1}: the trapezoid of both slopes
             times.append(s.timesteps[k - 1])
             rows.append([1.0, 0.0, h, c_out])
+            renoise.append(ratio)
+            steps.append(len(ab) - 1 - k)
     table = torch.tensor(rows, dtype=torch.float64)
-    return torch.stack(times).cpu(), _pad(list(table.T))
+    return Stages(
+        torch.stack(times).cpu(),
+        _pad(list(table.T)),
+        torch.tensor(renoise, dtype=torch.float64),
+        torch.tensor(steps),
+    )
 
 
 def heun_update(x, eps, noise, coef, state):
@@ -216,6 +244,7 @@ register(
         "2 (1 on the last step)",
         _heun_stages,
         heun_update,
+        ("corrector", "c_in", "h", "c_out"),
         state_width=4,
     )
 )
@@ -228,7 +257,7 @@ def _dpmpp_2m_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tenso
     ab, ab_prev = _levels(s)
     sig, sig_prev = (1 / ab - 1).sqrt(), (1 / ab_prev - 1).sqrt()
     lam = -sig.log()  # lambda = log(alpha / sigma) = -log(sig)
-    rows = []
+    rows, renoise = [], []
     for k in range(len(ab) - 1, -1, -1):
         ratio = sig_prev[k] / sig[k]  # exp(-h)
         first_order = k == len(ab) - 1 or k == 0  # no history yet, or the last step to sig 0
@@ -247,8 +276,12 @@ def _dpmpp_2m_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tenso
                 out * (1 - ratio) * w2,
             ]
         )
+        # (sig'/sig) y carries sig' eps; the eps coefficient of the update is (sig' - sig) w1
+        renoise.append(float(sig_prev[k] / ((sig_prev[k] - sig[k]) * w1)))
     table = torch.tensor([[float(v) for v in row] for row in rows], dtype=torch.float64)
-    return s.timesteps.cpu().flip(0), table
+    return _one_per_step(
+        s.timesteps.cpu().flip(0), table, torch.tensor(renoise, dtype=torch.float64)
+    )
 
 
 def dpmpp_2m_update(x, eps, noise, coef, state):
@@ -266,6 +299,7 @@ register(
         "1",
         _dpmpp_2m_stages,
         dpmpp_2m_update,
+        ("sqrt_inv_ab", "sqrt_inv_ab_minus_one", "a", "b1", "b2"),
         state_width=2,
     )
 )

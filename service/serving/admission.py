@@ -27,7 +27,7 @@ from dataclasses import dataclass
 # Admit only what fits in this fraction of the tightest slack: the VM moves step times by up
 # to 30%, and the correction factor needs a few steps to see it.
 SAFETY = 0.8
-SCALE_RANGE = (0.05, 20.0)  # wide: a warm-up measured on a busy machine can be far off
+CORRECTION_RANGE = (0.05, 20.0)  # wide: a warm-up measured on a busy machine can be far off
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ class Admission:
             for ticket, work in spent:
                 ticket.work = max(0.0, ticket.work - work)
             if predicted > 0:
-                ratio = min(max(seconds / predicted, SCALE_RANGE[0]), SCALE_RANGE[1])
+                ratio = min(max(seconds / predicted, CORRECTION_RANGE[0]), CORRECTION_RANGE[1])
                 self._scale[key] = 0.9 * self._scale.get(key, 1.0) + 0.1 * ratio
 
     def release(self, ticket: Ticket | None) -> None:

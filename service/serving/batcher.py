@@ -1,7 +1,7 @@
 """Step-level (continuous) batching: one batcher per model, no HTTP in sight.
 
 Every denoising step the batcher picks rows from all unfinished requests, each row at its
-own timestep, and runs them in one batch (`core.sampling.advance`). New requests join at the
+own timestep, and runs them in one batch (`core.step.advance`). New requests join at the
 next step; finished rows leave at once. Rows move in chunks (<= CHUNK_ROWS rows of one
 request) because a chunk carries its own random stream and guidance state, which is why a
 request's samples do not depend on what it was batched with, or on being paused.
@@ -37,14 +37,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from service.core.model import ReadyModel
-from service.core.sampling import (
-    RowChunk,
-    advance,
-    collect,
-    collect_log_p,
-    count_nonfinite,
-    make_chunks,
-)
+from service.core.offline import collect, collect_log_p, count_nonfinite
+from service.core.step import RowChunk, advance, make_chunks
 from service.serving.admission import DEFAULT_COST, Admission, Cost
 from service.serving.job import (
     BatcherStopped,

@@ -10,7 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
-from service.core.sampling import Plan, RowChunk
+from service.core.plan import Plan
+from service.core.step import RowChunk
 from service.serving.admission import Ticket
 
 

@@ -26,10 +26,10 @@ import math
 import threading
 from collections.abc import Callable
 
-from service.core.sampling import RowChunk
+from service.core.step import RowChunk
 from service.serving.job import Job
 
-CLASSES = ("interactive", "batch")
+PRIORITY_CLASSES = ("interactive", "batch")
 # A step that carries interactive rows may take this much longer, to let batch rows fill it.
 FILL_SLACK = 0.25
 WINDOW_S = 1.0  # the batch class's minimum share is kept over about this much step time
@@ -115,7 +115,9 @@ class ClassShare:
         self.min_share = min_share
         self.window_s = window_s
         self._lock = threading.Lock()
-        self._waiting = dict.fromkeys(CLASSES, 0)  # jobs queued in any batcher, not finished
+        self._waiting = dict.fromkeys(
+            PRIORITY_CLASSES, 0
+        )  # jobs queued in any batcher, not finished
         self._batch_s = 0.0  # decayed step seconds spent on batch rows while batch waited
         self._total_s = 0.0  # decayed step seconds while batch waited
 

@@ -19,8 +19,10 @@ import torch
 
 from service.core.manifest import GUIDE_RECIPE, OBJECTIVES, ModelKind
 from service.core.model import ReadyModel, make_ready
-from service.core.sampling import advance, make_chunks, make_plan
+from service.core.plan import make_plan
 from service.core.schedule import make_schedule
+from service.core.spec import SampleSpec
+from service.core.step import advance, make_chunks
 from service.core.store import CheckpointError, CheckpointStore
 from service.serving.admission import DEFAULT_COST, Admission, Cost
 from service.serving.batcher import BatcherOptions, ModelBatcher
@@ -166,9 +168,9 @@ def warm_up(model: ReadyModel) -> None:
     """Two steps of the batchers' own path (`advance`), guided and baseline rows in one batch
     where the model has a density head, so the first request pays no first-call costs."""
     variants = ("baseline", "fixed") if model.density_trained else ("baseline",)
-    plans = [make_plan(model, v, steps=2) for v in variants]
+    plans = [make_plan(model, SampleSpec(v, steps=2)) for v in variants]
     if model.num_classes:  # and the class table's gather, and cfg's second pass
-        plans.append(make_plan(model, "cfg", steps=2, label=0))
+        plans.append(make_plan(model, SampleSpec("cfg", steps=2, label=0)))
     chunks = [c for plan in plans for c in make_chunks(plan, 16, 0, model.device)]
     for _ in range(2):
         advance(model, chunks)
@@ -179,7 +181,7 @@ def measure_cost(model: ReadyModel, small: int = 16, large: int = 1024) -> Cost:
     per-step overhead and the per-row cost that admission predicts with."""
 
     def step_seconds(variant: str, rows: int) -> float:
-        chunks = make_chunks(make_plan(model, variant, steps=8), rows, 0, model.device)
+        chunks = make_chunks(make_plan(model, SampleSpec(variant, steps=8)), rows, 0, model.device)
         times = []
         for _ in range(6):
             t0 = time.perf_counter()

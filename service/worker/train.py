@@ -32,6 +32,7 @@ from service.core.manifest import ModelKind
 from service.core.model import make_ready
 from service.core.network import Denoiser, DenoiserConfig, split_output
 from service.core.schedule import Schedule, add_noise, make_schedule
+from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 from service.worker.classifier import (
     CLASSIFIER_FILE,
@@ -240,7 +241,7 @@ def train(
     name = name or ModelKind(dataset, config.objective, config.recipe).name
     partial = {"dataset": dataset, "training": asdict(config), "recipe": config.recipe}
     ready = make_ready(name, ema.model, schedule, partial)
-    kl = evaluate(ready, "baseline", n=config.kl_samples, seed=config.seed)
+    kl = evaluate(ready, SampleSpec(n=config.kl_samples, seed=config.seed))
     tail = rows[-100:]
     extra = {
         "recipe": config.recipe,

@@ -184,3 +184,71 @@ def test_the_client_sends_label_as_class_and_reads_it_back(server):
         assert got.meta.guidance_interval == [0.3, 3.0] and got.meta.guided_evaluations > 0
     ev = client.evaluate("gaussians", variant="cfg", label=1, n=200, log_p_samples=0)
     assert ev.class_metrics["class_name"] == "right"
+
+
+def test_the_new_guiders_run_with_their_parameters_and_schedules(server):
+    base = {"dataset": "gaussians", "class": 0, "n": 64, "seed": 2, "steps": 20}
+    for body in (
+        {"variant": "apg", "scale": 4.0, "guider_params": {"momentum": -0.3}},
+        {"variant": "cfg_plus_plus", "scale": 0.1, "sampler": "ddim"},
+        {"variant": "cfg_zero_star", "scale": 3.0, "guider_params": {"zero_init_steps": 2}},
+        {"variant": "cfg", "scale": 3.0, "guidance_schedule": "cosine"},
+    ):
+        r = server.post("/sample", json={**base, **body})
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["variant"] == body["variant"] and got["model_name"].endswith(
+            "conditional-improved"
+        )
+        for name, value in body.get("guider_params", {}).items():
+            assert got["guider_params"][name] == value
+        if body["variant"] == "apg":  # the defaults are filled in and echoed
+            assert set(got["guider_params"]) == {"momentum", "norm_threshold", "parallel"}
+    weighted = server.post(
+        "/sample", json={**base, "variant": "cfg", "guidance_schedule": "cosine"}
+    )
+    assert weighted.json()["guidance_schedule"] == "cosine"
+    # the top noise level has weight 1 under cosine: one evaluation without the reference pass
+    assert weighted.json()["guided_evaluations"] == 19
+    variants = {v["name"]: v for v in server.get("/variants").json()["variants"]}
+    apg = variants["apg"]
+    assert apg["parameters"]["norm_threshold"]["exclusive_minimum"] is True
+    assert apg["passes"] == ["forward", "unconditional"] and "cosine" in apg["schedules"]
+    assert variants["cfg_plus_plus"]["samplers"] == ["ddpm", "ddim", "heun"]
+    assert variants["cfg_plus_plus"]["schedules"] == []
+    assert variants["fixed"]["passes"] == ["head_gradient"]
+
+
+@pytest.mark.parametrize("path", ["/sample", "/sample/stream", "/evaluate"])
+@pytest.mark.parametrize(
+    ("body", "loc", "allowed"),
+    [
+        ({"variant": "apg", "guider_params": {"momentum": 1.5}}, "momentum", "momentum <= 0.99"),
+        ({"variant": "apg", "guider_params": {"norm_threshold": 0}}, "norm_threshold", "0 <"),
+        ({"variant": "apg", "guider_params": {"parallel": "x"}}, "parallel", "parallel <= 1"),
+        ({"variant": "cfg", "guider_params": {"momentum": 0.5}}, "momentum", "takes: none"),
+        ({"variant": "cfg", "guidance_schedule": "exponential"}, "guidance_schedule", "cosine"),
+        (
+            {"variant": "cfg", "guidance_schedule": "linear", "guidance_interval": [3.0, 0.3]},
+            "guidance_interval",
+            "sigma_lo < sigma_hi",
+        ),
+        ({"variant": "cfg_plus_plus", "guidance_schedule": "linear"}, "guidance_schedule", "omit"),
+        ({"variant": "cfg_plus_plus", "sampler": "dpmpp_2m"}, "sampler", "heun"),
+        (
+            {"variant": "cfg_zero_star", "guider_params": {"zero_init_steps": 500}},
+            "zero_init_steps",
+            "< 100",
+        ),
+        ({"variant": "cfg", "sampler": "heun", "sampler_params": {"eta": 0.5}}, "eta", "takes"),
+    ],
+)
+def test_bad_guider_parameters_get_a_422_naming_the_field_and_range(
+    server, path, body, loc, allowed
+):
+    r = server.post(path, json={"dataset": "gaussians", "class": 0, "n": 8, **body})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"][0]
+    assert detail["loc"][-1] == loc, detail
+    assert allowed in detail["allowed"], detail
+    assert len(r.content) < 4000

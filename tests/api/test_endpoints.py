@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.core.data import DATASETS
-from service.core.guidance import VARIANTS
+from service.core.guiders import GUIDERS
 
 
 def test_health_ready_and_openapi(server):
@@ -104,7 +104,7 @@ def test_evaluate_mean_log_p_is_the_exact_likelihood_of_its_first_samples(server
 
 def test_variants_lists_every_variant_and_the_loaded_datasets(server):
     body = server.get("/variants").json()
-    assert {v["name"] for v in body["variants"]} == set(VARIANTS)
+    assert {v["name"] for v in body["variants"]} == set(GUIDERS)
     adaptive = next(v for v in body["variants"] if v["name"] == "adaptive")
     assert adaptive["default_scale"] == 0.2 and len(adaptive["gamma_schedule"]) == 100
     assert adaptive["gamma_schedule"][0] == pytest.approx(0.002)  # t = 99
@@ -149,7 +149,7 @@ def test_unknown_names_list_the_valid_ones(server):
     err = errors(server.post("/sample", json={"dataset": "mars"}))
     assert all(name in err["dataset"]["msg"] for name in DATASETS)
     err = errors(server.post("/sample", json={"dataset": "moons", "variant": "turbo"}))
-    assert all(name in err["variant"]["allowed"] for name in VARIANTS)
+    assert all(name in err["variant"]["allowed"] for name in GUIDERS)
     err = errors(server.post("/sample", json={"dataset": "moons", "colour": "red"}))
     assert "colour" in err and "known fields" in err["colour"]["allowed"]
     err = errors(server.post("/sample", json={"dataset": "moons", "model": "nope"}))

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from service.core.likelihood import model_log_likelihood
+from service.core.offline import sample
 from service.core.samplers import SAMPLERS
-from service.core.sampling import sample
+from service.core.spec import SampleSpec
 from tests.api.metrics_text import scrape, value
 
 
@@ -39,7 +40,10 @@ def test_a_sampler_request_equals_the_offline_sampler(server, plain_model, sampl
     got = r.json()
     assert got["sampler"] == sampler and got["steps"] == steps
     assert got["evaluations"] == SAMPLERS[sampler].evaluations(steps)
-    offline = sample(plain_model, n=300, seed=4, steps=steps, sampler=sampler, eta=eta)
+    offline = sample(
+        plain_model,
+        SampleSpec(n=300, seed=4, steps=steps, sampler=sampler, sampler_params={"eta": eta}),
+    )
     np.testing.assert_array_equal(np.array(got["samples"], dtype=np.float32), offline.samples)
     text = scrape(server)
     assert value(text, "sampler_samples_total", dataset="moons", sampler=sampler) >= 300

@@ -11,18 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from service.core.guidance import VARIANTS
-from service.core.sampling import (
-    CHUNK_ROWS,
-    advance,
-    collect,
-    make_chunks,
-    make_plan,
-    model_eps,
-    sample,
-)
+from service.core.guiders import GUIDERS
+from service.core.offline import collect, sample
+from service.core.passes import model_eps
+from service.core.plan import make_plan
+from service.core.spec import SampleSpec
+from service.core.step import CHUNK_ROWS, advance, make_chunks
 
-GUIDED = sorted(name for name, v in VARIANTS.items() if v.needs_gradient)
+GUIDED = sorted(name for name, v in GUIDERS.items() if v.needs_gradient)
 SEED = 5
 # A strong scale: with the tiny test models' gentle density heads a one-ulp change of the
 # gradient is often rounded away at the default scales (0.01 to 0.2); at 1.0 it always showed
@@ -42,7 +38,12 @@ CASES += [("minimal", *SHAPES[i]) for i in (2, 4)]
 
 
 def chunks_of(model, variant, scale, steps, n, seed) -> list:
-    return make_chunks(make_plan(model, variant, scale, steps), n, seed, model.device)
+    return make_chunks(
+        make_plan(model, SampleSpec(variant=variant, scale=scale, steps=steps)),
+        n,
+        seed,
+        model.device,
+    )
 
 
 def run_alone(model, chunks: list) -> np.ndarray:
@@ -75,7 +76,9 @@ def test_a_guided_request_gives_the_same_samples_alone_and_batched(
     density_model, variant, n, steps
 ):
     model = density_model
-    offline = sample(model, variant, SCALE, n=n, seed=SEED, steps=steps).samples
+    offline = sample(
+        model, SampleSpec(variant=variant, scale=SCALE, n=n, seed=SEED, steps=steps)
+    ).samples
     alone = run_alone(model, chunks_of(model, variant, SCALE, steps, n, SEED))
     np.testing.assert_array_equal(alone, offline)
     others = [chunks_of(model, *request) for request in OTHERS]
@@ -88,7 +91,9 @@ def test_every_request_in_a_mix_gets_its_offline_samples(density_model):
     requests = OTHERS + [("minimal", SCALE, 37, 513, 6), ("fixed", SCALE, None, 257, 7)]
     mixed = run_mixed(density_model, [chunks_of(density_model, *r) for r in requests])
     for (variant, scale, steps, n, seed), got in zip(requests, mixed, strict=True):
-        offline = sample(density_model, variant, scale, n=n, seed=seed, steps=steps)
+        offline = sample(
+            density_model, SampleSpec(variant=variant, scale=scale, n=n, seed=seed, steps=steps)
+        )
         np.testing.assert_array_equal(got, offline.samples)
 
 

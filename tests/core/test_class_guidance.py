@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 
 from service.core.errors import RequestError
-from service.core.sampling import advance, collect, make_chunks, make_plan, sample
+from service.core.offline import collect, sample
+from service.core.plan import make_plan
+from service.core.spec import SampleSpec
+from service.core.step import advance, make_chunks
 
 N, SEED = 300, 3
 
 
-def run(model, variant="baseline", scale=None, **kw):
-    return sample(model, variant, scale, N, SEED, **kw).samples
+def run(model, variant="baseline", scale=None, guide=None, **kw):
+    return sample(model, SampleSpec(variant, scale, N, SEED, **kw), guide).samples
 
 
 def test_w_one_is_the_conditional_model_and_w_zero_the_unconditional(conditional_model):
@@ -40,13 +43,17 @@ def test_an_interval_applies_w_only_inside_it(conditional_model):
         run(conditional_model, "cfg", 3.0, label=0),
     )
     nothing = (1e3, 2e3)  # above every noise level: the conditional model alone, no extra pass
-    plan = make_plan(conditional_model, "cfg", 3.0, label=0, interval=nothing)
+    plan = make_plan(
+        conditional_model, SampleSpec(variant="cfg", scale=3.0, label=0, interval=nothing)
+    )
     assert plan.guided_evaluations == 0
     np.testing.assert_array_equal(
         run(conditional_model, "cfg", 3.0, label=0, interval=nothing),
         run(conditional_model, label=0),
     )
-    middle = make_plan(conditional_model, "cfg", 3.0, label=0, interval=(0.3, 3.0))
+    middle = make_plan(
+        conditional_model, SampleSpec(variant="cfg", scale=3.0, label=0, interval=(0.3, 3.0))
+    )
     inside = ((sigmas >= 0.3) & (sigmas <= 3.0)).sum().item()
     assert middle.guided_evaluations == inside and 0 < inside < middle.evaluations
 
@@ -70,22 +77,9 @@ def test_rows_of_other_classes_weights_and_variants_batch_bit_for_bit(
     ]
     alone, together = [], []
     for i, r in enumerate(requests):
-        kw = {k: v for k, v in r.items() if k not in ("variant", "scale", "steps", "sampler")}
-        alone.append(
-            sample(
-                conditional_model,
-                r["variant"],
-                r.get("scale"),
-                260,
-                i,
-                r.get("steps"),
-                r.get("sampler"),
-                **kw,
-            ).samples
-        )
-        plan = make_plan(
-            conditional_model, r["variant"], r.get("scale"), r.get("steps"), r.get("sampler"), **kw
-        )
+        guide = r.pop("guide", None)
+        alone.append(sample(conditional_model, SampleSpec(n=260, seed=i, **r), guide).samples)
+        plan = make_plan(conditional_model, SampleSpec(**r), guide)
         together.append(make_chunks(plan, 260, i, conditional_model.device))
     chunks = [c for cs in together for c in cs]
     step = 0
@@ -110,17 +104,17 @@ def test_rows_of_other_classes_weights_and_variants_batch_bit_for_bit(
 )
 def test_bad_requests_name_their_field(conditional_model, variant, kw, field):
     with pytest.raises(RequestError) as e:
-        make_plan(conditional_model, variant, **kw)
+        make_plan(conditional_model, SampleSpec(variant, **kw))
     assert e.value.field == field and e.value.allowed
 
 
 def test_a_class_on_an_unconditional_model_is_refused(plain_model, conditional_model):
     with pytest.raises(RequestError) as e:
-        make_plan(plain_model, "baseline", label=0)
+        make_plan(plain_model, SampleSpec(variant="baseline", label=0))
     assert e.value.field == "class" and "not class-conditional" in str(e.value)
     with pytest.raises(RequestError) as e:
-        make_plan(plain_model, "cfg", label=None)
+        make_plan(plain_model, SampleSpec(variant="cfg", label=None))
     assert e.value.field == "variant"
     with pytest.raises(RequestError) as e:  # a guide of another parameterisation
-        make_plan(conditional_model, "autoguidance", label=0, guide=plain_model)
+        make_plan(conditional_model, SampleSpec(variant="autoguidance", label=0), guide=plain_model)
     assert e.value.field == "guide_model"

@@ -14,7 +14,10 @@ from scipy.stats import chi
 from service.core import density_guidance as dg
 from service.core.energy import DATA_STD
 from service.core.errors import RequestError
-from service.core.sampling import _start, advance, collect, make_chunks, make_plan, sample
+from service.core.offline import collect, sample
+from service.core.plan import make_plan
+from service.core.spec import SampleSpec
+from service.core.step import _start, advance, make_chunks
 
 from .gaussian import gaussian_energy_model
 
@@ -45,11 +48,11 @@ def test_chi_norm_quantile_is_scipys():
 def test_unguided_tracking_is_the_exact_log_density(gaussian):
     """The calibration's tracked log-density (Heun, exact divergence) at the end of each
     trajectory against the closed form: the estimator behind every target."""
-    plan = make_plan(gaussian, "density", 0.5, sampler="heun")
+    plan = make_plan(gaussian, SampleSpec(variant="density", scale=0.5, sampler="heun"))
     x = torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
-    tracking = dg.Tracking(dg.start_log_density(gaussian, x, int(plan.rows[-1][5])))
+    tracking = dg.Tracking(dg.start_log_density(gaussian, x, int(plan.stages[-1][5])))
     # the density lane with no target: eta = 1 everywhere
-    rows = torch.tensor(plan.rows)
+    rows = torch.tensor(plan.stages)
     state = x.new_zeros(len(x), 4)
     for p in range(plan.evaluations - 1, -1, -1):
         coef = rows[p, :5].expand(len(x), -1)
@@ -63,13 +66,13 @@ def test_unguided_tracking_is_the_exact_log_density(gaussian):
 
 @pytest.mark.parametrize("q", [0.1, 0.5, 0.9])
 def test_density_guidance_hits_its_quantile(gaussian, q):
-    out = sample(gaussian, "density", q, n=600, seed=2, sampler="heun")
+    out = sample(gaussian, SampleSpec(variant="density", scale=q, n=600, seed=2, sampler="heun"))
     exact = exact_log_p(gaussian, out.samples)
     assert out.target_log_p == pytest.approx(out.log_p.mean(), abs=0.3)
     assert np.mean(np.abs(exact - out.target_log_p) < 0.5) >= 0.9
     assert np.abs(out.log_p - exact).max() < 0.1  # the reported value is the exact one
     # the target is the q-quantile of the model's samples' log-density
-    free = sample(gaussian, "baseline", n=4000, seed=3, sampler="heun")
+    free = sample(gaussian, SampleSpec(variant="baseline", n=4000, seed=3, sampler="heun"))
     assert np.quantile(exact_log_p(gaussian, free.samples), q) == pytest.approx(
         out.target_log_p, abs=0.15
     )
@@ -77,19 +80,31 @@ def test_density_guidance_hits_its_quantile(gaussian, q):
 
 def test_density_guidance_takes_an_absolute_target(gaussian):
     for target in (-6.0, -4.0):  # the mode is at -log(8 pi) = -3.22
-        out = sample(gaussian, "density", n=400, seed=4, sampler="heun", target_log_p=target)
+        out = sample(
+            gaussian,
+            SampleSpec(variant="density", n=400, seed=4, sampler="heun", target_log_p=target),
+        )
         assert out.target_log_p == pytest.approx(target, abs=1e-5)
         assert np.mean(np.abs(exact_log_p(gaussian, out.samples) - target) < 0.5) >= 0.9
 
 
 def test_prior_guidance_sets_the_starting_norm(gaussian):
     for q in (0.05, 0.5, 0.95):
-        chunks = make_chunks(make_plan(gaussian, "prior", q, sampler="dpmpp_2m"), 50, 0, CPU)
+        chunks = make_chunks(
+            make_plan(gaussian, SampleSpec(variant="prior", scale=q, sampler="dpmpp_2m")),
+            50,
+            0,
+            CPU,
+        )
         _start(gaussian, chunks[0])
         norms = chunks[0].x.norm(dim=1)
         torch.testing.assert_close(norms, torch.full_like(norms, chi(2).ppf(q)))
-    low = sample(gaussian, "prior", 0.05, n=500, seed=1, sampler="heun").samples
-    high = sample(gaussian, "prior", 0.95, n=500, seed=1, sampler="heun").samples
+    low = sample(
+        gaussian, SampleSpec(variant="prior", scale=0.05, n=500, seed=1, sampler="heun")
+    ).samples
+    high = sample(
+        gaussian, SampleSpec(variant="prior", scale=0.95, n=500, seed=1, sampler="heun")
+    ).samples
     # a linear flow keeps the norm's order: low-norm latents land near the mode
     assert exact_log_p(gaussian, low).mean() > exact_log_p(gaussian, high).mean() + 2
 
@@ -97,11 +112,22 @@ def test_prior_guidance_sets_the_starting_norm(gaussian):
 def test_density_rows_do_not_depend_on_their_batch(plain_model):
     """Density rows mixed, at shuffled stages, with other requests give the numbers they give
     alone (each chunk runs its own autograd pass)."""
-    alone = sample(plain_model, "density", 0.3, n=300, seed=9, sampler="heun")
+    alone = sample(
+        plain_model, SampleSpec(variant="density", scale=0.3, n=300, seed=9, sampler="heun")
+    )
     mixed = [
-        make_chunks(make_plan(plain_model, "density", 0.3, sampler="heun"), 300, 9, CPU),
-        make_chunks(make_plan(plain_model, "fixed", gradient="score"), 70, 1, CPU),
-        make_chunks(make_plan(plain_model, "baseline", sampler="heun"), 40, 2, CPU),
+        make_chunks(
+            make_plan(plain_model, SampleSpec(variant="density", scale=0.3, sampler="heun")),
+            300,
+            9,
+            CPU,
+        ),
+        make_chunks(
+            make_plan(plain_model, SampleSpec(variant="fixed", gradient="score")), 70, 1, CPU
+        ),
+        make_chunks(
+            make_plan(plain_model, SampleSpec(variant="baseline", sampler="heun")), 40, 2, CPU
+        ),
     ]
     rng = random.Random(0)
     pending = [c for chunks in mixed for c in chunks]
@@ -119,7 +145,7 @@ def test_density_rows_do_not_depend_on_their_batch(plain_model):
         ({"variant": "density", "sampler": "ddpm"}, "sampler"),
         ({"variant": "density", "sampler": "ddim"}, "sampler"),
         ({"variant": "prior", "sampler": "ddpm"}, "sampler"),
-        ({"variant": "prior", "sampler": "ddim", "eta": 0.5}, "eta"),
+        ({"variant": "prior", "sampler": "ddim", "sampler_params": {"eta": 0.5}}, "eta"),
         ({"variant": "density", "sampler": "heun", "scale": 1.0}, "scale"),
         ({"variant": "density", "sampler": "heun", "scale": 0.0}, "scale"),
         ({"variant": "density", "sampler": "heun", "target_log_p": math.nan}, "target_log_p"),
@@ -131,7 +157,7 @@ def test_density_rows_do_not_depend_on_their_batch(plain_model):
 )
 def test_bad_requests_name_their_field(plain_model, kwargs, field):
     with pytest.raises(RequestError) as e:
-        make_plan(plain_model, **kwargs)
+        make_plan(plain_model, SampleSpec(**kwargs))
     assert e.value.field == field and e.value.allowed
 
 
@@ -140,4 +166,4 @@ def test_bad_requests_name_their_field(plain_model, kwargs, field):
 )
 def test_a_variant_without_a_sampler_runs_on_its_default(density_model, variant, sampler):
     """density and prior refuse ddpm, so a request that names no sampler gets heun, not a 422."""
-    assert make_plan(density_model, variant, steps=10).sampler.name == sampler
+    assert make_plan(density_model, SampleSpec(variant=variant, steps=10)).sampler.name == sampler

@@ -18,7 +18,11 @@ from service.core.energy import (
     grid_normalizer,
 )
 from service.core.likelihood import model_log_likelihood
-from service.core.sampling import make_chunks, make_plan, model_eps, sample
+from service.core.offline import sample
+from service.core.passes import model_eps
+from service.core.plan import make_plan
+from service.core.spec import SampleSpec
+from service.core.step import make_chunks
 from service.core.store import CheckpointStore
 from service.worker.recipes import get_recipe, train_config
 from service.worker.train import ENERGY_NETWORK, network_config, train
@@ -99,8 +103,12 @@ def test_ode_likelihood_of_an_energy_model_is_the_gaussian_density():
 
 def test_energy_gradient_is_the_score(energy_model):
     """grad E is -eps / sigma by construction, so `energy` and `score` guide alike."""
-    a = sample(energy_model, "fixed", 0.05, n=300, seed=3, gradient="energy")
-    b = sample(energy_model, "fixed", 0.05, n=300, seed=3, gradient="score")
+    a = sample(
+        energy_model, SampleSpec(variant="fixed", scale=0.05, n=300, seed=3, gradient="energy")
+    )
+    b = sample(
+        energy_model, SampleSpec(variant="fixed", scale=0.05, n=300, seed=3, gradient="score")
+    )
     assert (a.gradient, b.gradient) == ("energy", "score")
     np.testing.assert_array_equal(a.samples, b.samples)
     x = torch.randn(64, 2, requires_grad=True)
@@ -114,7 +122,7 @@ def test_energy_gradient_is_the_score(energy_model):
 
 def test_head_is_not_offered_by_an_energy_model(energy_model):
     with pytest.raises(ValueError, match="offers gradient 'energy' or 'score'"):
-        make_plan(energy_model, "fixed", gradient="head")
+        make_plan(energy_model, SampleSpec(variant="fixed", gradient="head"))
 
 
 def test_the_score_rule_is_a_rescaling_of_eps(plain_model):
@@ -122,18 +130,23 @@ def test_the_score_rule_is_a_rescaling_of_eps(plain_model):
     score equals a baseline step with eps scaled by that factor (same noise)."""
     scale = 0.004
     guided = make_chunks(
-        make_plan(plain_model, "fixed", scale, gradient="score"), 64, 5, plain_model.device
+        make_plan(plain_model, SampleSpec(variant="fixed", scale=scale, gradient="score")),
+        64,
+        5,
+        plain_model.device,
     )
-    from service.core.sampling import advance
+    from service.core.step import advance
 
     advance(plain_model, guided)
-    plain = make_chunks(make_plan(plain_model, "baseline"), 64, 5, plain_model.device)[0]
+    plain = make_chunks(
+        make_plan(plain_model, SampleSpec(variant="baseline")), 64, 5, plain_model.device
+    )[0]
     x = plain.draw()
     t = plain_model.schedule.timesteps[-1]
     eps, _ = model_eps(plain_model, x, torch.full((64,), int(t)), with_gradient=False)
     sigma = plain_model.schedule.sqrt_one_minus_alpha_bar[-1]
     plan = plain.plan
-    coef = torch.tensor([plan.rows[plan.evaluations - 1][:5]]).expand(64, -1)
+    coef = torch.tensor([plan.stages[plan.evaluations - 1][:5]]).expand(64, -1)
     expected, _ = plan.sampler.update(x, eps * (1 - scale / sigma), plain.draw(), coef, None)
     torch.testing.assert_close(guided[0].x, expected)
 
@@ -143,8 +156,10 @@ def test_the_sign_of_gamma_decides_flatten_or_sharpen(scale, wider):
     """On Gaussian data (the exact score), gamma > 0 widens the samples and gamma < 0 narrows
     them: the paper's positive default scales flatten toward low density."""
     model = gaussian_energy_model()
-    base = sample(model, "baseline", n=4000, seed=1).samples.std()
-    guided = sample(model, "fixed", scale, n=4000, seed=1, gradient="score").samples.std()
+    base = sample(model, SampleSpec(variant="baseline", n=4000, seed=1)).samples.std()
+    guided = sample(
+        model, SampleSpec(variant="fixed", scale=scale, n=4000, seed=1, gradient="score")
+    ).samples.std()
     assert (guided > base * 1.03) if wider else (guided < base * 0.97)
 
 

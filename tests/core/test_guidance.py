@@ -3,14 +3,16 @@ import math
 import pytest
 import torch
 
-from service.core.guidance import VARIANTS, get_variant, guided_eps, resolve_scale
+from service.core.guiders import GUIDERS, get_guider
+from service.core.guiders.paper import guided_eps
+from service.core.plan import resolve_scale
 
 T = 100
 t = torch.tensor([99, 50, 0])
 
 
-def test_registry_has_the_five_variants_with_spec_defaults():
-    paper = {k: v for k, v in VARIANTS.items() if v.kind == "paper"}
+def test_registry_has_the_five_variants_with_the_papers_defaults():
+    paper = {k: v for k, v in GUIDERS.items() if v.family == "paper"}
     assert {k: v.default_scale for k, v in paper.items()} == {
         "baseline": 0.0,
         "fixed": 0.1,
@@ -18,15 +20,19 @@ def test_registry_has_the_five_variants_with_spec_defaults():
         "smoothed": 0.01,
         "minimal": 0.01,
     }
-    assert not VARIANTS["baseline"].needs_gradient
+    assert not GUIDERS["baseline"].needs_gradient
     assert all(v.needs_gradient for k, v in paper.items() if k != "baseline")
-    # issue 12's two, whose scale is a quantile
-    assert {k: (v.kind, v.scale_range) for k, v in VARIANTS.items() if v.kind != "paper"} == {
+    # Density and Prior Guidance, whose scale is a quantile
+    assert {k: (v.family, v.scale_range) for k, v in GUIDERS.items() if v.family != "paper"} == {
         "density": ("density", (0.001, 0.999)),
         "prior": ("prior", (0.001, 0.999)),
-        # issue 15's two, whose scale is the guidance weight w
+        # the guiders of class-conditional models, whose scale is the guidance weight w
         "cfg": ("cfg", (0.0, 10.0)),
         "autoguidance": ("autoguidance", (0.0, 10.0)),
+        "apg": ("cfg", (0.0, 10.0)),
+        "cfg_zero_star": ("cfg", (0.0, 10.0)),
+        # CFG++'s l, a far stronger unit than w at many steps
+        "cfg_plus_plus": ("cfg", (0.0, 1.0)),
     }
 
 
@@ -41,13 +47,13 @@ def test_registry_has_the_five_variants_with_spec_defaults():
     ],
 )
 def test_gamma_at_a_few_t(name, expected):
-    v = get_variant(name)
+    v = get_guider(name)
     got = v.gamma(t, T, resolve_scale(v, None))
     torch.testing.assert_close(got, torch.tensor(expected))
 
 
 def test_scale_overrides_the_default():
-    v = get_variant("fixed")
+    v = get_guider("fixed")
     assert resolve_scale(v, 0.5) == 0.5
     torch.testing.assert_close(v.gamma(t, T, 0.5), torch.full((3,), 0.5))
 
@@ -64,25 +70,25 @@ def test_guided_eps_adds_gamma_times_gradient_per_row():
 
 
 def test_smoothed_keeps_a_per_row_ema_of_the_gradient():
-    alpha = col(VARIANTS["smoothed"].smoothing)
+    alpha = col(GUIDERS["smoothed"].smoothing)
     eps, grad = torch.zeros(1, 2), torch.ones(1, 2)
     out1, g = guided_eps(eps, grad, col(1.0), alpha, torch.zeros(1, 2))
     torch.testing.assert_close(out1, torch.full((1, 2), 0.1))  # 0.9 * 0 + 0.1 * 1
     out2, g = guided_eps(eps, grad, col(1.0), alpha, g)
     torch.testing.assert_close(out2, torch.full((1, 2), 0.19))  # 0.9 * 0.1 + 0.1 * 1
-    assert VARIANTS["fixed"].smoothing is None
+    assert GUIDERS["fixed"].smoothing is None
 
 
 def test_unknown_variant_lists_the_valid_names():
     with pytest.raises(
         ValueError,
-        match=r"\['adaptive', 'autoguidance', 'baseline', 'cfg', 'density', 'fixed', 'minimal', "
-        r"'prior',",
+        match=r"\['adaptive', 'apg', 'autoguidance', 'baseline', 'cfg', 'cfg_plus_plus', "
+        r"'cfg_zero_star', 'density', 'fixed', 'minimal', 'prior',",
     ):
-        get_variant("turbo")
+        get_guider("turbo")
 
 
 @pytest.mark.parametrize("scale", [math.nan, math.inf, -math.inf])
 def test_a_non_finite_scale_is_refused(scale):
     with pytest.raises(ValueError, match="finite"):
-        resolve_scale(get_variant("fixed"), scale)
+        resolve_scale(get_guider("fixed"), scale)

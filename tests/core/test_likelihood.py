@@ -21,8 +21,9 @@ from service.core.likelihood import (
     timestep_at,
     ve_eps,
 )
-from service.core.sampling import sample
+from service.core.offline import sample
 from service.core.schedule import ScheduleConfig
+from service.core.spec import SampleSpec
 
 MU = np.array([0.5, -1.0])
 S = 0.7
@@ -173,7 +174,7 @@ def test_tightening_the_tolerance_barely_moves_the_answer(plain_model):
 
 
 def test_the_model_s_own_samples_are_likelier_than_a_uniform_box(plain_model):
-    samples = sample(plain_model, n=48, seed=3).samples
+    samples = sample(plain_model, SampleSpec(n=48, seed=3)).samples
     box = np.random.default_rng(3).uniform(-3, 3, size=(48, 2))
     log_p = model_log_likelihood(plain_model, np.concatenate([samples, box])).log_density
     assert log_p[:48].mean() > log_p[48:].mean() + 1  # seen: -2.9 against -5.0

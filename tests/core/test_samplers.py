@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from service.core.offline import sample
+from service.core.plan import make_plan
 from service.core.samplers import SAMPLERS, get_sampler
-from service.core.sampling import make_chunks, make_plan, sample
+from service.core.spec import SampleSpec
+from service.core.step import make_chunks
 from service.core.store import CheckpointStore
 from tests.conftest import SHIPPED_STORE
 from tests.core import kernel_fingerprint
@@ -56,7 +59,9 @@ def test_ddpm_is_bit_identical_to_the_sampler_before_the_registry(case, golden):
     if not (same_kernels or stable):
         pytest.skip("a chaotic trajectory, and this processor's kernels round otherwise")
     model = CheckpointStore(SHIPPED_STORE).load_ready(name)
-    got = sample(model, variant, scale, n=n, seed=seed, steps=steps).samples
+    got = sample(
+        model, SampleSpec(variant=variant, scale=scale, n=n, seed=seed, steps=steps)
+    ).samples
     want = golden[f"{name}-{variant}-{steps}"]
     if same_kernels:
         np.testing.assert_array_equal(got, want)
@@ -78,10 +83,24 @@ def test_the_kernel_fingerprint_is_this_machines_own():
 
 
 def test_evaluations_per_sampler(plain_model):
-    assert make_plan(plain_model, "baseline", steps=10, sampler="ddpm").evaluations == 10
-    assert make_plan(plain_model, "baseline", steps=10, sampler="heun").evaluations == 19
-    assert make_plan(plain_model, "baseline", steps=1, sampler="heun").evaluations == 1
-    assert make_plan(plain_model, "baseline", steps=10, sampler="dpmpp_2m").evaluations == 10
+    assert (
+        make_plan(plain_model, SampleSpec(variant="baseline", steps=10, sampler="ddpm")).evaluations
+        == 10
+    )
+    assert (
+        make_plan(plain_model, SampleSpec(variant="baseline", steps=10, sampler="heun")).evaluations
+        == 19
+    )
+    assert (
+        make_plan(plain_model, SampleSpec(variant="baseline", steps=1, sampler="heun")).evaluations
+        == 1
+    )
+    assert (
+        make_plan(
+            plain_model, SampleSpec(variant="baseline", steps=10, sampler="dpmpp_2m")
+        ).evaluations
+        == 10
+    )
 
 
 @pytest.mark.parametrize(("sampler", "eta", "steps"), SAMPLER_CASES)
@@ -101,13 +120,38 @@ def test_a_request_is_identical_alone_offline_and_mixed_with_other_samplers(
     ]
 
     def chunks(variant, scale, steps, sampler, eta, n, seed):
-        return make_chunks(make_plan(m, variant, scale, steps, sampler, eta), n, seed, m.device)
+        return make_chunks(
+            make_plan(
+                m,
+                SampleSpec(
+                    variant=variant,
+                    scale=scale,
+                    steps=steps,
+                    sampler=sampler,
+                    sampler_params={"eta": eta},
+                ),
+            ),
+            n,
+            seed,
+            m.device,
+        )
 
     requests = [others[0], mine, *others[1:]]
     mixed = run_mixed(m, [chunks(*r) for r in requests])
     for request, got in zip(requests, mixed, strict=True):
         variant, scale, steps_, smp, eta_, n, seed = request
-        offline = sample(m, variant, scale, n, seed, steps_, smp, eta_).samples
+        offline = sample(
+            m,
+            SampleSpec(
+                variant=variant,
+                scale=scale,
+                n=n,
+                seed=seed,
+                steps=steps_,
+                sampler=smp,
+                sampler_params={"eta": eta_},
+            ),
+        ).samples
         np.testing.assert_array_equal(got, offline)
         assert np.isfinite(offline).all()
 
@@ -117,10 +161,14 @@ def test_the_ode_solvers_converge_to_the_same_ode_solution(plain_model):
     starting points (one seed): at many steps they agree, and far more than with the noise of
     ddpm or eta = 1 between them."""
     m, n, seed = plain_model, 500, 11
-    ddim = sample(m, n=n, seed=seed, steps=100, sampler="ddim", eta=0.0).samples
-    heun = sample(m, n=n, seed=seed, steps=50, sampler="heun").samples
-    dpm = sample(m, n=n, seed=seed, steps=100, sampler="dpmpp_2m").samples
-    noisy = sample(m, n=n, seed=seed, steps=100, sampler="ddim", eta=1.0).samples
+    ddim = sample(
+        m, SampleSpec(n=n, seed=seed, steps=100, sampler="ddim", sampler_params={"eta": 0.0})
+    ).samples
+    heun = sample(m, SampleSpec(n=n, seed=seed, steps=50, sampler="heun")).samples
+    dpm = sample(m, SampleSpec(n=n, seed=seed, steps=100, sampler="dpmpp_2m")).samples
+    noisy = sample(
+        m, SampleSpec(n=n, seed=seed, steps=100, sampler="ddim", sampler_params={"eta": 1.0})
+    ).samples
     ode_gap = max(np.abs(heun - dpm).mean(), np.abs(heun - ddim).mean())
     assert ode_gap < 0.02
     assert np.abs(noisy - heun).mean() > 10 * ode_gap
@@ -130,10 +178,12 @@ def test_heun_gains_the_order_it_promises(plain_model):
     """Second order: doubling Heun's steps shrinks its error to the fine solution by far more
     than first-order DDIM's does."""
     m, n, seed = plain_model, 300, 3
-    ref = sample(m, n=n, seed=seed, steps=100, sampler="heun").samples
+    ref = sample(m, SampleSpec(n=n, seed=seed, steps=100, sampler="heun")).samples
 
     def err(sampler, steps):
-        return np.abs(sample(m, n=n, seed=seed, steps=steps, sampler=sampler).samples - ref).mean()
+        return np.abs(
+            sample(m, SampleSpec(n=n, seed=seed, steps=steps, sampler=sampler)).samples - ref
+        ).mean()
 
     assert err("heun", 20) < err("ddim", 20)
     assert err("heun", 10) / err("heun", 20) > err("ddim", 10) / err("ddim", 20)
@@ -143,15 +193,15 @@ def test_heun_gains_the_order_it_promises(plain_model):
     ("kwargs", "fragment"),
     [
         ({"sampler": "euler_a"}, "unknown sampler 'euler_a'; valid names: ['ddim', 'ddpm'"),
-        ({"sampler": "ddim", "eta": 1.5}, "eta must be in [0, 1]"),
-        ({"sampler": "ddim", "eta": float("nan")}, "eta must be in [0, 1]"),
-        ({"sampler": "heun", "eta": 0.5}, "eta applies only"),
+        ({"sampler": "ddim", "sampler_params": {"eta": 1.5}}, "eta must be in [0, 1]"),
+        ({"sampler": "ddim", "sampler_params": {"eta": float("nan")}}, "eta must be in [0, 1]"),
+        ({"sampler": "heun", "sampler_params": {"eta": 0.5}}, "eta applies only"),
         ({"sampler": "heun", "steps": 0}, "steps must be in [1, 100]"),
     ],
 )
 def test_bad_sampler_requests_are_refused_naming_the_range(plain_model, kwargs, fragment):
     with pytest.raises(ValueError) as e:
-        make_plan(plain_model, "baseline", **kwargs)
+        make_plan(plain_model, SampleSpec("baseline", **kwargs))
     assert fragment in str(e.value)
 
 

@@ -2,6 +2,9 @@
 is asserted: the figures are ratios for the reports, never test thresholds)."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from experiments.bench import bench
 
@@ -62,3 +65,21 @@ def test_the_guidance_report_renders_a_section_without_score_rows():
     rows.append({**row, "variant": "cfg", "options": "class 0", "over_baseline": 1.9})
     text = "\n".join(guidance_bench.render(rows))
     assert "`score` gradient" not in text and "Target cfg (2 passes a step)" in text
+
+
+def test_the_refactor_section_times_a_commit_beside_the_working_tree(tmp_path):
+    """The old tree's code and this one's on the same requests, one process each."""
+    from experiments import refactor_bench
+
+    cases = [("moons-plain", "baseline", {}), ("moons-density", "fixed", {})]
+    report = refactor_bench.refactor_cost(
+        Path(__file__).resolve().parents[2] / "model_store", n=32, rounds=1, steps=4, cases=cases
+    )
+    assert [r["variant"] for r in report["rows"]] == ["baseline", "fixed"]
+    for r in report["rows"]:
+        assert (
+            r["before_s"] > 0
+            and r["after_s"] > 0
+            and r["ratio"] == pytest.approx(r["after_s"] / r["before_s"], rel=1e-2)
+        )
+    assert "after / before" in "\n".join(refactor_bench.render(report))

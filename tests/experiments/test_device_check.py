@@ -1,6 +1,6 @@
 from experiments.device_check import batch_invariance
-from service.core.guidance import VARIANTS
-from service.core.sampling import CHUNK_ROWS
+from service.core.guiders import GUIDERS
+from service.core.step import CHUNK_ROWS
 
 
 def test_the_device_check_finds_this_devices_batches_invariant(
@@ -11,5 +11,5 @@ def test_the_device_check_finds_this_devices_batches_invariant(
     rows = batch_invariance(
         density_model, sizes=(CHUNK_ROWS + 40,), conditional=conditional_model, guide=guide_model
     )
-    assert {r["variant"] for r in rows} == set(VARIANTS)
+    assert {r["variant"] for r in rows} == set(GUIDERS)
     assert all(r["identical"] and r["max_abs_diff"] == 0 for r in rows)

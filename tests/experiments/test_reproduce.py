@@ -10,6 +10,7 @@ import pytest
 from experiments.reproduce import GRID, SWEEP_SCALES, SWEEP_VARIANTS
 from service.cli import main
 from service.core.evaluation import evaluate
+from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 
 
@@ -54,7 +55,9 @@ def test_cells_are_what_evaluate_returns(results, tiny_store):
     with open(results / "table1.csv") as f:
         fixed = next(r for r in csv.DictReader(f) if r["variant"] == "fixed")
     model = CheckpointStore(tiny_store).load_ready("moons-density")
-    assert float(fixed["kl_bits"]) == pytest.approx(evaluate(model, "fixed", n=400).kl_bits)
+    assert float(fixed["kl_bits"]) == pytest.approx(
+        evaluate(model, SampleSpec(variant="fixed", n=400)).kl_bits
+    )
 
 
 def test_sweep_and_figures(results):

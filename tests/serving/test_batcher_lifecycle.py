@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from service.core.sampling import make_plan
+from service.core.plan import make_plan
+from service.core.spec import SampleSpec
 from service.serving.admission import Cost
 from service.serving.batcher import BatcherOptions, ModelBatcher
 from service.serving.engine import Engine
@@ -47,7 +48,13 @@ def engine():
 
 def submit(batcher, model, n, variant="baseline", deadline_s=60.0):
     done = threading.Event()
-    job = Job(make_plan(model, variant), n, 0, time.monotonic() + deadline_s, lambda _: done.set())
+    job = Job(
+        make_plan(model, SampleSpec(variant=variant)),
+        n,
+        0,
+        time.monotonic() + deadline_s,
+        lambda _: done.set(),
+    )
     batcher.submit(job)
     return job, done
 

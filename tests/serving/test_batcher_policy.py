@@ -6,13 +6,15 @@ import pytest
 from pydantic import ValidationError
 
 from service.api.settings import Settings
-from service.core.sampling import make_chunks, make_plan
+from service.core.plan import make_plan
+from service.core.spec import SampleSpec
+from service.core.step import make_chunks
 from service.serving.batcher import select_chunks
 from service.serving.job import Job
 
 
 def job(model, n):
-    plan = make_plan(model, "baseline")
+    plan = make_plan(model, SampleSpec(variant="baseline"))
     j = Job(plan, n, seed=0, deadline=1e18, on_done=lambda _: None)
     j.chunks = make_chunks(plan, n, 0, model.device)
     return j

@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from service.core.sampling import make_chunks, make_plan
+from service.core.plan import make_plan
+from service.core.spec import SampleSpec
+from service.core.step import make_chunks
 from service.serving.admission import Cost
 from service.serving.batcher import BatcherOptions, ModelBatcher, select_chunks
 from service.serving.engine import Engine
@@ -19,7 +21,7 @@ GPU_COST = Cost(baseline=1e-9, guided=3e-9, step=1e-3)  # launches cost, rows ne
 
 
 def job(model, n, priority, deadline=1e18, submitted=None):
-    plan = make_plan(model, "baseline")
+    plan = make_plan(model, SampleSpec(variant="baseline"))
     j = Job(plan, n, seed=0, deadline=deadline, on_done=lambda _: None, priority=priority)
     if submitted is not None:
         j.submitted = submitted
@@ -102,7 +104,7 @@ def test_a_real_batcher_keeps_interactive_steps_small_and_batch_alive(plain_mode
     share = ClassShare(min_share=0.1)
     options = BatcherOptions(max_rows_per_step=2048, scheduling=scheduling)
     batcher = ModelBatcher(plain_model, Recorder(), Engine(), options, cost=CPU_COST, share=share)
-    plan = make_plan(plain_model, "baseline")
+    plan = make_plan(plain_model, SampleSpec(variant="baseline"))
 
     def submit(n, priority):
         j = Job(plan, n, 0, time.monotonic() + 600, lambda _: None, priority=priority)

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from service.core.evaluation import evaluate
+from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 from service.worker.recipes import get_recipe
 from tests.conftest import SHIPPED_STORE
@@ -67,7 +68,7 @@ def test_baseline_samples_reach_the_manifest_kl(name):
     """Same seed, same device: the KL of the manifest, up to thread-order rounding."""
     model = STORE.load_ready(name)
     m = model.manifest
-    result = evaluate(model, "baseline", n=m["kl_samples"], seed=m["kl_seed"])
+    result = evaluate(model, SampleSpec(variant="baseline", n=m["kl_samples"], seed=m["kl_seed"]))
     assert abs(result.kl_bits - m["kl_bits"]) < 0.02
     if m["training"]["objective"] == "plain" and m.get("recipe") == "paper":
         assert m["kl_bits"] <= REFERENCE_RUNS_MAX_KL[m["dataset"]] + ESTIMATOR_SCATTER

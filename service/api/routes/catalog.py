@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from service.api.schemas import (
     DatasetName,
+    GuiderParamInfo,
     ModelsResponse,
     SamplerInfo,
     SamplerParamInfo,
@@ -19,9 +20,12 @@ from service.api.schemas import (
     VariantsResponse,
 )
 from service.api.state import StateDep
-from service.core.classes import CLASSES, class_names
+from service.core.classes import CLASS_SPECS, class_names
 from service.core.data import reference_points
-from service.core.guidance import GRADIENTS, VARIANTS
+from service.core.guiders import GUIDERS
+from service.core.guiders.base import Guider
+from service.core.guiders.paper import GRADIENTS
+from service.core.guiders.weights import SCHEDULES
 from service.core.samplers import SAMPLERS
 from service.serving.registry import describe
 
@@ -33,23 +37,7 @@ MAX_POINTS = 10_000
 @router.get("/variants", response_model=VariantsResponse)
 async def variants(state: StateDep) -> VariantsResponse:
     """Every guidance variant with its default scale and gamma schedule; the loaded datasets."""
-    t = torch.arange(PAPER_T - 1, -1, -1)
-    infos = [
-        VariantInfo(
-            name=v.name,
-            description=v.description,
-            default_scale=v.default_scale,
-            gamma=v.gamma_formula,
-            needs_density_model=v.needs_gradient,
-            smoothing=v.smoothing,
-            gamma_schedule=[round(g, 8) for g in v.gamma(t, PAPER_T, v.default_scale).tolist()],
-            kind=v.kind,
-            scale_range=list(v.scale_range),
-            gradients=sorted(GRADIENTS) if v.needs_gradient else [],
-            samplers=list(v.samplers or SAMPLERS),
-        )
-        for v in VARIANTS.values()
-    ]
+    infos = [_info(g) for g in GUIDERS.values()]
     reg = state.registry
     defaults = {d: reg.defaults(d) for d in reg.datasets()}
     recipes = {
@@ -61,7 +49,39 @@ async def variants(state: StateDep) -> VariantsResponse:
         datasets=reg.datasets(),
         defaults=defaults,
         recipes=recipes,
-        classes={d: list(class_names(d)) for d in reg.conditional_datasets() if d in CLASSES},
+        classes={d: list(class_names(d)) for d in reg.conditional_datasets() if d in CLASS_SPECS},
+    )
+
+
+def _info(g: Guider) -> VariantInfo:
+    t = torch.arange(PAPER_T - 1, -1, -1)
+    gamma = [0.0] * PAPER_T if g.gamma is None else g.gamma(t, PAPER_T, g.default_scale).tolist()
+    passes = [g.main(None if g.gradient is None else "head").name.lower()]
+    return VariantInfo(
+        name=g.name,
+        description=g.description,
+        default_scale=g.default_scale,
+        gamma=g.scale_text,
+        needs_density_model=g.needs_gradient,
+        smoothing=g.smoothing,
+        gamma_schedule=[round(v, 8) for v in gamma],
+        kind=g.family,
+        scale_range=list(g.scale_range),
+        gradients=sorted(GRADIENTS) if g.needs_gradient else [],
+        samplers=list(g.samplers or SAMPLERS),
+        parameters={
+            name: GuiderParamInfo(
+                default=p.default,
+                minimum=p.low,
+                maximum=p.high,
+                exclusive_minimum=p.low_open,
+                integer=p.integer,
+                description=p.description,
+            )
+            for name, p in g.params.items()
+        },
+        passes=passes + ([] if g.reference is None else [g.reference.value]),
+        schedules=sorted(SCHEDULES) if g.weighted else [],
     )
 
 

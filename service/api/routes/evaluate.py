@@ -16,7 +16,7 @@ from service.api.submission import run_job
 from service.core.class_metrics import class_scores, has_class_metrics
 from service.core.evaluation import score
 from service.core.model import ReadyModel
-from service.core.sampling import SampleResult
+from service.core.offline import SampleResult
 from service.serving.job import Job
 
 router = APIRouter(tags=["sampling"])
@@ -60,7 +60,7 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         job.samples,
         job.nonfinite,
         job.compute_seconds,
-        job.plan.variant.name,
+        job.plan.guider.name,
         job.plan.scale,
         done.seed,
         model.name,
@@ -125,6 +125,8 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         model_name=model.name,
         label=label,
         guided_evaluations=job.plan.guided_evaluations,
+        guidance_schedule=job.plan.schedule,
+        guider_params=job.plan.guider_params,
         class_metrics=by_class,
         timing={
             "queue_s": job.queue_seconds,

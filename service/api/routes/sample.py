@@ -12,7 +12,7 @@ from service.api.body_guard import require_json
 from service.api.schemas import SampleRequest, SampleResponse, error_responses
 from service.api.state import AppState, StateDep
 from service.api.submission import Finished, run_job
-from service.core.classes import CLASSES, class_names
+from service.core.classes import CLASS_SPECS, class_names
 
 router = APIRouter(tags=["sampling"])
 NPY = "application/x-npy"
@@ -36,8 +36,10 @@ NPY_HEADERS = {
         "class": "Class-conditional models: the class sampled (index).",
         "class-name": "Its name.",
         "guide-model": "autoguidance: the guide's name.",
-        "guidance-interval": "cfg, autoguidance: sigma_lo,sigma_hi.",
-        "guided-evaluations": "cfg, autoguidance: evaluations that ran the reference too.",
+        "guidance-interval": "Weighted variants: sigma_lo,sigma_hi.",
+        "guidance-schedule": "Weighted variants: the weight's schedule over sigma.",
+        "guider-params": "The variant's parameters used, as name=value,...",
+        "guided-evaluations": "Evaluations that ran the variant's reference pass too.",
         "queue-s": "Submission to first denoising step, seconds.",
         "compute-s": "First denoising step to last, seconds.",
         "total-s": "Arrival to response, seconds.",
@@ -50,7 +52,7 @@ def _meta(done: Finished, body: SampleRequest) -> dict:
     return {
         "n": job.n,
         "dataset": body.dataset,
-        "variant": job.plan.variant.name,
+        "variant": job.plan.guider.name,
         "scale": job.plan.scale,
         "seed": done.seed,
         "steps": done.steps,
@@ -74,12 +76,14 @@ def _meta(done: Finished, body: SampleRequest) -> dict:
 def class_meta(done: Finished) -> dict:
     """The class-conditional fields: the class, the guide, the interval, the reference passes."""
     plan, model = done.job.plan, done.served.model
-    names = class_names(model.dataset) if model.num_classes and model.dataset in CLASSES else ()
+    names = class_names(model.dataset) if model.num_classes and model.dataset in CLASS_SPECS else ()
     return {
         "class": plan.label,
         "class_name": None if plan.label is None or not names else names[plan.label],
         "guide_model": None if plan.guide is None else plan.guide.name,
         "guidance_interval": None if plan.interval is None else list(plan.interval),
+        "guidance_schedule": plan.schedule,
+        "guider_params": plan.guider_params,
         "guided_evaluations": plan.guided_evaluations,
     }
 
@@ -107,20 +111,26 @@ async def sample(body: SampleRequest, request: Request, state: StateDep) -> Resp
         buf = io.BytesIO()
         np.save(buf, job.samples.astype(np.float32, copy=False), allow_pickle=False)
         headers = {
-            f"x-{k.replace('_', '-')}": ",".join(map(str, v)) if isinstance(v, list) else str(v)
+            f"x-{k.replace('_', '-')}": _header(v)
             for k, v in meta.items()
-            if k != "timing" and v is not None
+            if k != "timing" and v is not None and v != {}
         }
         headers.update({f"x-{k.replace('_', '-')}": str(v) for k, v in meta["timing"].items()})
         return Response(buf.getvalue(), media_type=NPY, headers=headers)
     return Response(sample_json(done, body), media_type="application/json")
 
 
+def _header(value: object) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def record(state: AppState, done: Finished, body: SampleRequest) -> None:
     job = done.job
     state.metrics.on_sampled(
         body.dataset,
-        job.plan.variant.name,
+        job.plan.guider.name,
         job.plan.sampler.name,
         job.n,
         job.nonfinite,

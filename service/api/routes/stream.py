@@ -32,7 +32,7 @@ from service.api.routes.sample import record, sample_json
 from service.api.schemas import StreamRequest, error_responses
 from service.api.state import AppState, StateDep
 from service.api.submission import Submitted, abandon, result_of, submit_job, watch_disconnect
-from service.core.sampling import T_COL
+from service.core.plan_columns import T_COL
 from service.serving.job import Job
 
 router = APIRouter(tags=["sampling"])
@@ -71,7 +71,7 @@ class _Reporter:
         preview = None
         if shown:
             running = [c for c in shown if not c.done] or shown
-            t = int(running[0].plan.rows[running[0].position + 1][T_COL])
+            t = int(running[0].plan.stages[running[0].position + 1][T_COL])
             preview = {
                 "evaluation": done,
                 "t": t,
