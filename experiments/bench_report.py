@@ -1,4 +1,4 @@
-"""bench.json -> bench.md: tables, and each target of the benchmark issue met or missed."""
+"""bench.json -> bench.md: tables, and each target met or missed."""
 
 from __future__ import annotations
 

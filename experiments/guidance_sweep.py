@@ -1,4 +1,4 @@
-"""`dgs reproduce`'s guidance-weight sweep (issue 15): what cfg, cfg with a guidance interval,
+"""`dgs reproduce`'s guidance-weight sweep: what cfg, cfg with a guidance interval,
 and autoguidance do to one class of each labelled dataset as w goes from 0 to 10.
 
 Every point is the service's own sampler (`core.sampling.sample`) scored by the code behind

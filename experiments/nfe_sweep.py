@@ -22,7 +22,8 @@ from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 
 NFE_TARGETS = (5, 10, 20, 50, 100)
-# the bar: within 10% or 0.05 bits (whichever is larger) of 100-step DDPM
+# the bar of docs/RESULTS.md ("Samplers"): within 10% or 0.05 bits (whichever is larger)
+# of 100-step DDPM
 TOLERANCE_BITS, TOLERANCE_FRACTION = 0.05, 0.10
 
 

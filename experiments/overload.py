@@ -1,4 +1,4 @@
-"""The overload storm (issue 10): many clients, each request far bigger than the server can
+"""The overload storm: many clients, each request far bigger than the server can
 take at once, every refused client waiting its Retry-After and trying again.
 
 Measures what admission promises: the share of admitted requests that return 200 inside

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Per-dataset baseline KL (bits) and the reference's eval loss (SPEC.md "Reference numbers").
+# Per-dataset baseline KL (bits) and the reference's eval loss (docs/DESIGN.md#7-metrics).
 BASELINE_KL = {"circle": 0.34, "dino": 1.04, "line": 0.15, "moons": 0.10}
 BASELINE_EVAL_LOSS = {"circle": 0.44, "dino": 0.665, "line": 0.80, "moons": 0.62}
 WORST_GUIDED_KL = {"circle": 26.54, "dino": 26.76, "line": 18.80}

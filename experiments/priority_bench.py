@@ -1,4 +1,4 @@
-"""dgs bench's `priorities` section (issue 14): interactive requests beside batch jobs.
+"""dgs bench's `priorities` section: interactive requests beside batch jobs.
 
 Open loop on loopback: interactive requests (n = 16..256) arrive as a Poisson process at
 INTERACTIVE_LOAD of the offline capacity, on top of Poisson batch requests (n = 10,000 and

@@ -1,4 +1,4 @@
-"""dgs bench's `profile` section (issue 14): where a sampling step's time goes.
+"""dgs bench's `profile` section: where a sampling step's time goes.
 
 1. Offline baseline sampling at n = 10,000 under torch.profiler: self time per op, in groups
    (GEMMs, activations, other elementwise, copies and concatenation, noise, indexing, the rest),

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from experiments import figures as fig
 from experiments import guidance_sweep as gs
+from experiments import guider_comparison
 from experiments import what_works as ww
 from experiments.machine import describe
 from experiments.paper import BASELINE_KL, GRID, paper_cell
@@ -121,6 +122,7 @@ def reproduce(
     what_works_n: int = 2_000,
     what_works_steps: int | None = None,
     guidance_sweep_n: int = 2_000,
+    comparison_n: int = 2_000,
 ) -> list[Cell]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,15 +182,17 @@ def reproduce(
         fig.scale_sweep(sweep_rows, out / "scale_sweep.png")
     if what_works_n:
         second_table(ckpts, datasets, what_works_n, seed, what_works_steps, out)
-    if guidance_sweep_n:  # issue 15: the labelled datasets' conditional models, if shipped
+    if guidance_sweep_n:  # the labelled datasets' conditional models, if shipped
         gs.sweep(out, ckpts, guidance_sweep_n, seed)
+    if comparison_n:  # every guider of the conditional models at matched weights
+        guider_comparison.compare(out, ckpts, comparison_n, seed)
     return cells
 
 
 def second_table(
     store: CheckpointStore, datasets: list[str], n: int, seed: int, steps: int | None, out: Path
 ) -> None:
-    """Issue 12's "what works" table and figures (experiments/what_works.py), where the store
+    """The "what works" table and figures (experiments/what_works.py), where the store
     has the plain, density and energy models it compares; else a note that says which lack."""
     missing = [m for m in ww.required_models(datasets) if m not in store.names()]
     if missing:

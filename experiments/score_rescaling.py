@@ -1,4 +1,5 @@
-"""What the paper's rule eps + gamma_t g does when g is the model's own score (issue 12).
+"""What the paper's rule eps + gamma_t g does when g is the model's own score
+(docs/DESIGN.md#6-guidance).
 
 With g = grad_x log p_t = -eps / sigma_t, eps + gamma_t g = eps (1 - gamma_t / sigma_t): the
 score is multiplied by c_t = 1 - gamma_t / sigma_t. 0 < c < 1 flattens (the score of p^c is

@@ -1,4 +1,4 @@
-"""Issue 12's measurements: the energy models, and which density-based guidance works.
+"""The "what works" measurements: the energy models, and which density-based guidance works.
 
     python -m experiments.what_works [--n 2000] [--out results]
 

@@ -328,12 +328,15 @@ def _reproduce(args: argparse.Namespace) -> int:
         what_works_n=args.what_works_n,
         what_works_steps=args.what_works_steps,
         guidance_sweep_n=args.guidance_sweep_n,
+        comparison_n=args.comparison_n,
     )
     print((Path(args.out) / "table1.md").read_text())
     if args.what_works_n:
         print((Path(args.out) / "what_works.md").read_text())
     if args.guidance_sweep_n:
         print((Path(args.out) / "guidance_sweep.md").read_text())
+    if args.comparison_n:
+        print((Path(args.out) / "guider_comparison.md").read_text())
     print(f"{len(cells)} cells; tables, sweep.csv and figures in {args.out}/")
     return 0
 
@@ -365,6 +368,12 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
         type=_seed,  # an integer >= 0
         default=2_000,
         help="samples per point of the class-conditional w sweep, 0..10 (0: skip it)",
+    )
+    p.add_argument(
+        "--comparison-n",
+        type=_seed,  # an integer >= 0
+        default=2_000,
+        help="samples per point of the guiders' comparison at matched w (0: skip it)",
     )
     p.set_defaults(func=_reproduce)
 

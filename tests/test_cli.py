@@ -185,7 +185,7 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path):
     [("bench", "aiohttp"), ("bench", "httpx"), ("reproduce", "matplotlib")],
 )
 def test_experiments_without_their_extra_name_it(capsys, monkeypatch, tmp_path, command, package):
-    """Issue 11: the served image has no experiment packages; `dgs bench` then raised an
+    """The served image has no experiment packages; `dgs bench` then raised an
     ImportError traceback for httpx instead of saying what to install."""
     for name in [m for m in sys.modules if m.startswith(("experiments", package))]:
         monkeypatch.delitem(sys.modules, name)

@@ -1,5 +1,5 @@
-"""Scores of a class-conditional sample against its class (issue 15), each beside the same score
-of the class's own data, which is what a perfect sampler gets.
+"""Scores of a class-conditional sample against its class (docs/DESIGN.md#7-metrics), each
+beside the same score of the class's own data, which is what a perfect sampler gets.
 
 support fraction and mean distance from the class's centre (core/classes.py), KL to the class's
 data (the k-NN estimator of core/kl.py, as `kl_bits`), and E[1 / p(c | x)] under the classifier

@@ -1,4 +1,5 @@
-"""The classes of the labelled datasets: their names, supports and centres (issue 15's metrics).
+"""The classes of the labelled datasets: their names, supports and centres
+(docs/DESIGN.md#7-metrics).
 
 Each class has a support test, `inside(points) -> bool per point`, with the rule it applies in
 `rule`: exact for the boxes, a disc holding 95% of a Gaussian's mass, a band around a moon's arc

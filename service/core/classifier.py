@@ -1,4 +1,5 @@
-"""The small classifier p(c | x) behind E[1 / p(c | x)] (issue 15; Li & Jiao 2025's measure).
+"""The small classifier p(c | x) behind E[1 / p(c | x)] (Li & Jiao 2025's measure;
+docs/DESIGN.md#7-metrics).
 
 A classifier trained on the clean labelled data estimates the data's class posterior. Li & Jiao
 prove that guidance lowers the average reciprocal posterior of the target class over the samples,

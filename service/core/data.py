@@ -1,5 +1,5 @@
-"""The 2D datasets: SPEC.md's four ("Data"), generated exactly as the reference does it, and
-the class-conditional ones of issue 15 (`LABELLED`: points with their classes).
+"""The 2D datasets: the paper's four (docs/DESIGN.md#1-the-data), generated exactly as the
+reference does it, and the class-conditional ones (`LABELLED`: points with their classes).
 
 Every function takes (n, rng) and returns a float32 array of shape (n, 2). `get_dataset`
 dispatches by name and seeds the generator, so the same (name, n, seed) always gives the same
@@ -114,7 +114,7 @@ def dino(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 Labelled = Callable[[int, np.random.Generator], tuple[np.ndarray, np.ndarray]]
-# The class-conditional datasets (issue 15): points and each point's class, from one draw.
+# The class-conditional datasets: points and each point's class, from one draw.
 LABELLED: dict[str, Labelled] = {
     "boxes": labelled_boxes,
     "gaussians": labelled_gaussians,

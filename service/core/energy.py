@@ -1,5 +1,6 @@
-"""The energy parameterisation (issue 12): one scalar E(x, t), the model's log-density of x_t up
-to a constant per t, whose gradient is the model's score by construction.
+"""The energy parameterisation (docs/DESIGN.md#3-the-denoiser-and-objectives): one scalar
+E(x, t), the model's log-density of x_t up to a constant per t, whose gradient is the model's
+score by construction.
 
 E(x, t) = f(x, t) / sigma_t - |x|^2 / (2 v_t), with f the network's single output,
 sigma_t = sqrt(1 - ab_t) and v_t = ab_t * DATA_STD^2 + sigma_t^2, the variance of x_t if the

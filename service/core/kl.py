@@ -1,4 +1,4 @@
-"""The k-nearest-neighbour KL estimator of SPEC.md ("Metrics"), as NPEET's `kldiv` computes it.
+"""The k-nearest-neighbour KL estimator of docs/DESIGN.md#7-metrics, as NPEET's `kldiv` computes it.
 
 KL(p || q) = [ln m - ln(n - 1) + d (mean ln nu_k - mean ln rho_k)] / ln 2 bits, with x ~ p
 (n points, the data), x' ~ q (m points, the samples), Chebyshev distances, rho_k(i) the k-th

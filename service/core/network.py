@@ -1,4 +1,5 @@
-"""The denoiser of SPEC.md ("Denoiser"): sinusoidal embeddings -> residual MLP -> (eps, log p_hat).
+"""The denoiser (docs/DESIGN.md#3-the-denoiser-and-objectives): sinusoidal embeddings ->
+residual MLP -> (eps, log p_hat).
 
 Shapes: x (B, 2), t (B,) one timestep per row; output (B, 3) = 2 noise outputs + 1 log-density.
 """
@@ -23,7 +24,7 @@ class DenoiserConfig:
     out_dim: int = 3  # eps (2) + log p_hat (1); 1 for an energy network
     # relu (the paper's); silu for energy networks, whose eps is a gradient: ReLU's would jump
     activation: str = "relu"
-    # class-conditional (issue 15): a learned vector per class, plus one for the null class
+    # class-conditional: a learned vector per class, plus one for the null class
     # (index num_classes, what label dropout trains), added to the first layer's output as
     # the time embedding is. 0: unconditional, no such table.
     num_classes: int = 0

@@ -1,4 +1,4 @@
-"""Noise schedules (SPEC.md "Noise schedule"): every coefficient precomputed once, read by index.
+"""Noise schedules (docs/DESIGN.md#2-schedules): every coefficient precomputed once, read by index.
 
 All tensors have shape (T,) and are indexed by a per-row timestep tensor t of shape (B,).
 """

@@ -1,4 +1,5 @@
-"""Training recipes: the paper's (SPEC.md "Training") and ours. Each is a pair of frozen configs."""
+"""Training recipes: the paper's (docs/DESIGN.md#3-the-denoiser-and-objectives) and ours.
+Each is a pair of frozen configs."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe(
         "paper",
-        "The paper's and the reference's settings (SPEC.md Training), 10,000 steps.",
+        "The paper's and the reference's settings (docs/DESIGN.md#3), 10,000 steps.",
         TrainConfig(),
         ScheduleConfig(),
         DenoiserConfig(),

@@ -1,9 +1,10 @@
 """The training worker: fit one denoiser, evaluate it, and write it to the checkpoint store.
 
-Reads like the recipe of SPEC.md "Training": shuffled epochs of the 100,000 points, AdamW with a
-cosine-decayed learning rate, gradient clipping, an EMA of the weights, and one of two
-objectives. The paper's density objective (eq. 4) is unbounded below; we train it as written and
-report what it does (the loss log and the manifest carry the mean log p_hat), never patch it.
+Reads like the recipe of docs/DESIGN.md#3-the-denoiser-and-objectives: shuffled epochs of the
+100,000 points, AdamW with a cosine-decayed learning rate, gradient clipping, an EMA of the
+weights, and one of two objectives. The paper's density objective (eq. 4) is unbounded below;
+we train it as written and report what it does (the loss log and the manifest carry the mean
+log p_hat), never patch it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from service.worker.ema import EMA
 from service.worker.recipes import Recipe, TrainConfig, get_recipe
 
 LOG_COLUMNS = ("step", "loss", "mse", "mean_log_p", "lr", "grad_norm")
-# mean log p_hat above this means the density head is running away (SPEC.md: ~7e5 at the end)
+# mean log p_hat above this means the density head is running away (~7e5 at the end:
+# docs/DESIGN.md#3-the-denoiser-and-objectives)
 RUNAWAY_LOG_P = 1e3
 
 

@@ -121,7 +121,7 @@ def test_request_level_batching_gives_the_same_samples(api_store, batching_serve
 
 @pytest.mark.parametrize("n", [257, 513])
 def test_a_guided_short_last_chunk_is_the_same_on_a_busy_server(batching_server, n):
-    """Issue 10: row 256 of n = 257 `fixed` changed completely while 8 requests of n = 2000
+    """A bug: row 256 of n = 257 `fixed` changed completely while 8 requests of n = 2000
     ran (the density gradient's rounding depended on the row's place in the batch)."""
     # the longest deadline: this test is about numbers under load, not admission (CI once got
     # a non-200 here on a slower processor, and the test did not say which)
@@ -141,7 +141,7 @@ def test_a_guided_short_last_chunk_is_the_same_on_a_busy_server(batching_server,
 
 
 def test_a_client_that_goes_away_logs_no_stray_future_error(api_store, tmp_path):
-    """Issue 10: each disconnect logged "Future exception was never retrieved"."""
+    """A bug: each disconnect logged "Future exception was never retrieved"."""
     log = tmp_path / "server.log"
     server = running_server(api_store, log=log, LOG_LEVEL="info")
     with server as base, httpx.Client(base_url=base) as client:

@@ -86,7 +86,7 @@ def test_evaluate(server):
 
 
 def test_evaluate_mean_log_p_is_the_exact_likelihood_of_its_first_samples(server):
-    """Issue 12: /evaluate reports the samples' mean log-density under their model; it must be
+    """/evaluate reports the samples' mean log-density under their model; it must be
     /loglik's answer for the same points (the same samples: same body, same seed)."""
     body = {"dataset": "moons", "n": 300, "seed": 4}
     r = server.post("/evaluate", json={**body, "log_p_samples": 40})
@@ -197,7 +197,7 @@ def test_unserved_dataset_is_503_naming_the_reason(server):
 
 
 def test_priority_class_by_size_by_request_and_in_the_metrics(server):
-    """Issue 14: the class a request runs in, said in its answer and counted by class."""
+    """The class a request runs in, said in its answer and counted by class."""
     from tests.api.metrics_text import scrape, value
 
     before = scrape(server)

@@ -1,4 +1,4 @@
-"""Overload over real HTTP (issue 10, item 3): under a storm, what is admitted succeeds.
+"""Overload over real HTTP: under a storm, what is admitted succeeds.
 
 Before whole-server admission, 300 concurrent n = 100,000 requests had their 4 admitted ones
 all end in 504 at 92% done: fair sharing slowed each admitted request by the next.

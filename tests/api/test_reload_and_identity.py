@@ -1,4 +1,4 @@
-"""Reload, model identity and default models over real HTTP (issue 10, items 1 and 2)."""
+"""Reload, model identity and default models over real HTTP."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Issue 11 over real HTTP: per-request samplers, GET /samplers, POST /loglik, nll_bits."""
+"""Samplers and likelihood over real HTTP: per-request samplers, GET /samplers, POST /loglik,
+nll_bits."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Density Guidance and Prior Guidance (issue 12), checked where the answer is known: Gaussian
+"""Density Guidance and Prior Guidance, checked where the answer is known: Gaussian
 data, whose probability-flow ODE is linear, so every sample's exact log-density is closed-form."""
 
 from __future__ import annotations

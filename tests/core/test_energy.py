@@ -1,4 +1,4 @@
-"""The energy objective (issue 12): eps = -sigma grad E, its inference path, its normaliser,
+"""The energy objective: eps = -sigma grad E, its inference path, its normaliser,
 and the gradient sources the paper's variants take. Known answers come from Gaussian data, whose
 energy is exactly the parameterisation's Gaussian term (f = 0)."""
 

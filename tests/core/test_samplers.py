@@ -1,4 +1,4 @@
-"""Samplers (issue 11): ddpm unchanged bit for bit, every sampler batch-invariant and composing
+"""Samplers: ddpm unchanged bit for bit, every sampler batch-invariant and composing
 with every guidance variant, the ODE solvers agreeing on the ODE they solve, bad input refused."""
 
 from pathlib import Path

@@ -11,7 +11,9 @@ def test_alpha_bar_matches_the_closed_form():
     betas = [1e-4 + (0.02 - 1e-4) * i / 99 for i in range(100)]
     expected = [math.prod(1 - b for b in betas[: i + 1]) for i in range(100)]
     torch.testing.assert_close(s.alpha_bar, torch.tensor(expected, dtype=torch.float32))
-    assert abs(s.alpha_bar[99].item() - 0.364) < 1e-3  # SPEC.md: never reaches N(0, I)
+    assert (
+        abs(s.alpha_bar[99].item() - 0.364) < 1e-3
+    )  # docs/DESIGN.md#2-schedules: never reaches N(0, I)
     assert s.num_steps == s.num_timesteps == 100
     torch.testing.assert_close(s.timesteps, torch.arange(100))
 

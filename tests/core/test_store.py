@@ -94,7 +94,7 @@ def test_written_files_are_readable_by_others(store, tiny_store):
 
 
 def test_an_edited_config_is_refused_naming_the_manifest(store):
-    """Issue 10: coord_scale 100 -> 300 loaded under the same id and sampled garbage."""
+    """A bug: coord_scale 100 -> 300 loaded under the same id and sampled garbage."""
     path = store.root / "moons-plain" / MANIFEST
     manifest = json.loads(path.read_text())
     manifest["model"]["coord_scale"] *= 3

@@ -1,4 +1,4 @@
-"""The "what works" table (issue 12) end to end on tiny real models: every cell, the energy
+"""The "what works" table end to end on tiny real models: every cell, the energy
 checks, the density targets, the figures; and dgs reproduce saying when it cannot run it."""
 
 from __future__ import annotations

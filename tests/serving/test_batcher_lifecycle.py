@@ -60,7 +60,7 @@ def submit(batcher, model, n, variant="baseline", deadline_s=60.0):
 
 
 def test_a_retired_batcher_finishes_its_jobs_then_leaves_the_engine(engine, plain_model):
-    """Issue 10: a reload detached the old batcher after 30 s with a request unfinished,
+    """A bug: a reload detached the old batcher after 30 s with a request unfinished,
     and that request never got an answer."""
     hooks = Recorder()
     batcher = attached(engine, ModelBatcher(plain_model, hooks, engine, SMALL))
@@ -89,7 +89,7 @@ def test_close_answers_every_held_job(engine, plain_model):
 
 
 def test_a_job_dead_before_its_first_step_leaves_the_queue_gauge_at_once(engine, plain_model):
-    """Issue 10: the gauge kept a dead job's rows until the next request for that model."""
+    """A bug: the gauge kept a dead job's rows until the next request for that model."""
     hooks = Recorder()
     free = Cost(baseline=1e-12, guided=1e-12, step=0.0)  # admission must let it in
     batcher = attached(engine, ModelBatcher(plain_model, hooks, engine, SMALL, cost=free))

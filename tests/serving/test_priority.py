@@ -1,4 +1,4 @@
-"""Priority classes inside the step (issue 14): the policy, and a real batcher run step by step."""
+"""Priority classes inside the step: the policy, and a real batcher run step by step."""
 
 from __future__ import annotations
 

@@ -13,7 +13,8 @@ from tests.conftest import SHIPPED_STORE
 
 STORE = CheckpointStore(SHIPPED_STORE)
 NAMES = STORE.names()
-# The worst of the reference's three published baseline runs (SPEC.md), bits at 10,000 samples,
+# The worst of the reference's three published baseline runs (docs/DESIGN.md#7-metrics), bits
+# at 10,000 samples,
 # plus the estimator's scatter between sampling seeds at that n (measured up to ~0.05 bits).
 REFERENCE_RUNS_MAX_KL = {"circle": 0.36, "dino": 1.12, "line": 0.167, "moons": 0.095}
 ESTIMATOR_SCATTER = 0.05
@@ -45,7 +46,7 @@ def test_each_labelled_dataset_ships_a_conditional_model_its_guide_and_classifie
 
 @pytest.mark.parametrize("dataset", sorted(REFERENCE_RUNS_MAX_KL))
 def test_improved_models_halve_the_papers_baseline_kl(dataset):
-    """Issue 6's target, on the shipped models' own manifests (seed 0, 10,000 samples)."""
+    """The improved recipe's target, on the shipped models' own manifests (seed 0, n 10,000)."""
     m = STORE.read_manifest(f"{dataset}-plain-improved")
     assert m["recipe"] == "improved" and m["training"]["objective"] == "plain"
     assert m["kl_bits"] <= PAPER_BASELINE_KL[dataset] / 2

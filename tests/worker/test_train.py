@@ -44,7 +44,8 @@ def test_short_training_lowers_the_loss_and_writes_a_full_manifest(tiny_store):
 
 
 def test_density_objective_pushes_log_p_up_without_bound(tiny_store):
-    """SPEC.md: eq. 4 is unbounded below; log p_hat climbs and the loss goes below the mse."""
+    """Eq. 4 is unbounded below (docs/DESIGN.md#3): log p_hat climbs and the loss goes below the
+    mse."""
     log = read_log(tiny_store / "moons-density" / "loss.csv")
     assert log["mean_log_p"][-20:].mean() > log["mean_log_p"][:20].mean() + 1.0
     assert (log["loss"][-20:] < log["mse"][-20:]).all()
