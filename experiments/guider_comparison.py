@@ -70,7 +70,8 @@ def compare(
     methods: tuple[str, ...] = tuple(METHODS),
 ) -> list[dict]:
     """Sample and score every (dataset, sampler, method, w); writes guider_comparison.{csv,md}
-    and guider_comparison.png."""
+    guider_separation.md (excess class KL over cfg at matched separation) and
+    guider_comparison.png."""
     models = available(store, datasets)
     if not models:
         (out / "guider_comparison.md").write_text("Not run: no conditional models.\n")
@@ -111,6 +112,7 @@ def compare(
             }
         )
     _write(rows, out)
+    write_separation(rows, out / "guider_separation.md")
     plot(rows, out / "guider_comparison.png")
     return rows
 
@@ -169,3 +171,43 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def matched_separation(rows: list[dict]) -> list[dict]:
+    """For every point with w > 1: cfg's class KL at the same shift away (linear interpolation
+    along cfg's own curve of the same dataset and sampler), and the method's KL minus it.
+    Negative: the method separates the classes as far as cfg at a lower class KL."""
+    out = []
+    for r in rows:
+        if r["w"] <= 1 or r["method"] == "cfg" or r["class_kl_bits"] is None:
+            continue
+        cfg = sorted(
+            (c["mean_shift_away"], c["class_kl_bits"])
+            for c in rows
+            if (c["dataset"], c["sampler"], c["method"]) == (r["dataset"], r["sampler"], "cfg")
+        )
+        xs, ys = [c[0] for c in cfg], [c[1] for c in cfg]
+        inside = xs[0] <= r["mean_shift_away"] <= xs[-1]
+        at = float(np.interp(r["mean_shift_away"], xs, ys)) if inside else math.nan
+        out.append({**r, "cfg_kl_at_shift": at, "excess_kl": r["class_kl_bits"] - at})
+    return out
+
+
+def write_separation(rows: list[dict], path: Path) -> list[str]:
+    """Per method, dataset and sampler: the mean excess class KL over cfg at matched
+    separation (points outside cfg's range of shifts left out)."""
+    pts = matched_separation(rows)
+    keys = sorted({(p["method"], p["dataset"], p["sampler"]) for p in pts})
+    lines = [
+        "| method | dataset | sampler | points | mean excess class KL over cfg at the same "
+        "shift (bits) | largest shift reached |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, d, smp in keys:
+        mine = [p for p in pts if (p["method"], p["dataset"], p["sampler"]) == (method, d, smp)]
+        ok = [p["excess_kl"] for p in mine if not math.isnan(p["excess_kl"])]
+        mean = f"{np.mean(ok):+.3f}" if ok else "n/a"
+        top = max(p["mean_shift_away"] for p in mine)
+        lines.append(f"| {method} | {d} | {smp} | {len(ok)} | {mean} | {top:+.3f} |")
+    path.write_text("\n".join(lines) + "\n")
+    return lines

@@ -129,8 +129,8 @@ def refactor_cost(
             {
                 "model": model,
                 "variant": variant,
-                "before_s": round(min(a), 4),
-                "after_s": round(min(b), 4),
+                "before_s": round(min(a), 6),
+                "after_s": round(min(b), 6),
                 "ratio": round(ratio, 4),
                 "spread_before": [round(x, 4) for x in a],
                 "spread_after": [round(x, 4) for x in b],

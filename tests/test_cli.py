@@ -249,7 +249,10 @@ def test_no_experiments_package_says_so(capsys, monkeypatch, tmp_path, command):
         (["--guider-param", "momentum=1.5"], ["guider_params.momentum", "momentum <= 0.99"]),
         (["--guider-param", "norm_threshold=0"], ["guider_params.norm_threshold", "0 <"]),
         (["--guider-param", "momentum"], ["--guider-param expects name=number"]),
-        (["--guider-param", "zero_init_steps=1"], ["guider_params.zero_init_steps", "takes"]),
+        (
+            ["--guider-param", "zero_init_steps=1"],
+            ["guider_params.zero_init_steps", "only with guider cfg_zero_star"],
+        ),
         (
             ["--guidance-schedule", "linear", "--guidance-interval", "3", "0.3"],
             ["guidance_interval", "sigma_lo < sigma_hi"],

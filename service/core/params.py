@@ -40,17 +40,25 @@ class Param:
 
 
 def resolve_params(
-    field: str, owner: str, params: Mapping[str, Param], given: Mapping[str, float | None]
+    field: str,
+    owner: str,
+    params: Mapping[str, Param],
+    given: Mapping[str, float | None],
+    takers: Mapping[str, list[str]] | None = None,
 ) -> dict[str, float]:
     """`params` with defaults filled in from `given`; RequestError naming `field.name` for a
-    parameter `owner` does not take or a value outside its range."""
+    parameter `owner` does not take (and, from `takers`, the owners that do) or a value outside
+    its range."""
+    kind = field.split("_")[0]
     for name, value in given.items():
         if value is not None and name not in params:
-            offered = sorted(params) or "none"
+            others = (takers or {}).get(name)
+            allowed = f"only with {kind} {' or '.join(others)}" if others else "omitted"
             raise RequestError(
                 f"{field}.{name}",
-                f"{name} applies only to {field.split('_')[0]}s that take it, not {owner!r}",
-                f"{owner!r} takes: {offered}",
+                f"{name} applies only to {kind}s that take it, not {owner!r} (it takes "
+                f"{sorted(params) or 'none'})",
+                allowed,
             )
     out = {}
     for name, p in params.items():

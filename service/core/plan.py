@@ -10,7 +10,7 @@ from functools import cached_property
 import torch
 
 from service.core.errors import RequestError
-from service.core.guiders import GUIDERS, get_guider
+from service.core.guiders import GUIDERS, all_params, get_guider
 from service.core.guiders.base import Guider, Pass, PlanContext
 from service.core.guiders.conditional import check_guide_field, resolve_label
 from service.core.guiders.weights import resolve_schedule, weight_column
@@ -152,7 +152,8 @@ def make_plan(model: ReadyModel, spec: SampleSpec, guide: ReadyModel | None = No
     smp = get_sampler(spec.sampler or g.default_sampler)
     s_params = sampler_params(smp, spec.sampler_params)
     _check_sampler(g, smp, s_params)
-    g_params = resolve_params("guider_params", g.name, g.params, spec.guider_params)
+    takers = {name: owners for name, (_, owners) in all_params().items()}
+    g_params = resolve_params("guider_params", g.name, g.params, spec.guider_params, takers)
     if spec.target_log_p is not None and not math.isfinite(spec.target_log_p):
         raise RequestError("target_log_p", "target_log_p must be finite", "a finite number")
     label = resolve_label(model, g, spec.label)

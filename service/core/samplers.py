@@ -86,7 +86,11 @@ def get_sampler(name: str) -> Sampler:
 
 def sampler_params(sampler: Sampler, given: Mapping[str, float | None]) -> dict[str, float]:
     """The sampler's parameters with defaults filled in; RequestError naming a bad one."""
-    return resolve_params("sampler_params", sampler.name, sampler.params, given)
+    takers: dict[str, list[str]] = {}
+    for other in SAMPLERS.values():
+        for name in other.params:
+            takers.setdefault(name, []).append(other.name)
+    return resolve_params("sampler_params", sampler.name, sampler.params, given, takers)
 
 
 def _levels(s: Schedule) -> tuple[torch.Tensor, torch.Tensor]:
