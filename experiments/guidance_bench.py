@@ -1,7 +1,8 @@
 """`dgs bench`'s guidance section: what each guidance method costs per sample.
 
 Every method at n = 10,000 as a ratio to baseline DDPM on the same model, rounds interleaved
-(drift on a shared machine then hits all methods alike) and the best round kept. The `score`
+and every other round in reverse order (drift on a shared machine then hits all methods alike)
+and the best round kept. The `score`
 gradient reuses the evaluation's own eps, so its target is baseline's cost within 10%. APG,
 CFG++ and CFG-Zero* run cfg's two passes plus a few elementwise operations: each within 5% of
 cfg on the same model.
@@ -81,8 +82,11 @@ def guidance_cost(
         best = [math.inf] * len(runs)
         for variant, gradient, scale, kw in runs:  # warm-up; density's first plan calibrates
             _run(model, variant, gradient, scale, min(n, 512), steps, kw)
-        for _ in range(rounds):
-            for i, (variant, gradient, scale, kw) in enumerate(runs):
+        for r in range(rounds):
+            # every other round in reverse, so no method is always the one after the others
+            order = range(len(runs)) if r % 2 == 0 else range(len(runs) - 1, -1, -1)
+            for i in order:
+                variant, gradient, scale, kw = runs[i]
                 start = time.perf_counter()
                 _run(model, variant, gradient, scale, n, steps, kw)
                 best[i] = min(best[i], time.perf_counter() - start)

@@ -57,10 +57,6 @@ class Plan:
     start_norm: float | None = None  # density, prior: every start's norm
 
     @property
-    def variant(self) -> Guider:
-        return self.guider
-
-    @property
     def evaluations(self) -> int:
         """Network evaluations (NFE): the stages a chunk runs."""
         return len(self.stages)
