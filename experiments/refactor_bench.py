@@ -4,8 +4,9 @@ by side on this machine.
 The commit (`--before`, default the one the guider interface was built on) is checked out in a
 git worktree beside the repository; each variant at n = 10,000 is timed in a process running
 that tree's code and in one running the working tree's, the two processes alternating for
-`rounds` rounds (drift on a shared machine then hits both alike) and the best round of each
-kept. Target: after / before <= 1.03 for baseline and every guided variant.
+`rounds` rounds, the first of a round alternating too (drift on a shared machine then hits
+both alike), and the best round of each kept. Target: after / before <= 1.03 for baseline
+and every guided variant.
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def refactor_cost(
         tree = _worktree(before, Path(tmp))
         try:
             old, new = [[] for _ in cases], [[] for _ in cases]
-            for _ in range(rounds):
-                for got, where in ((old, tree), (new, _repo())):
+            for r in range(rounds):
+                pair = ((old, tree), (new, _repo()))
+                for got, where in pair if r % 2 == 0 else pair[::-1]:  # neither always first
                     for i, s in enumerate(_times(where, store.resolve(), cases, n, steps)):
                         got[i].append(s)
                     if bar is not None:
@@ -145,8 +147,8 @@ def render(report: dict) -> list[str]:
         "## The sampling core before and after a change",
         "",
         f"Commit {report['before']} (checked out beside) against the working tree, n = "
-        f"{report['n']:,}, the best of {report['rounds']} alternating rounds, one process per "
-        "tree and round; density and prior run Heun, the rest DDPM.",
+        f"{report['n']:,}, the best of {report['rounds']} rounds, one process per tree and round, "
+        "the first tree of a round alternating; density and prior run Heun, the rest DDPM.",
         "",
         "| model | variant | before s | after s | after / before | rounds before | rounds after |",
         "|---|---|---|---|---|---|---|",
