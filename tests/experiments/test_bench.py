@@ -72,8 +72,14 @@ def test_the_refactor_section_times_a_commit_beside_the_working_tree(tmp_path):
     from experiments import refactor_bench
 
     cases = [("moons-plain", "baseline", {}), ("moons-density", "fixed", {})]
+    # HEAD, not the default commit: a shallow clone may lack it; the mechanism is the same
     report = refactor_bench.refactor_cost(
-        Path(__file__).resolve().parents[2] / "model_store", n=32, rounds=1, steps=4, cases=cases
+        Path(__file__).resolve().parents[2] / "model_store",
+        before="HEAD",
+        n=32,
+        rounds=1,
+        steps=4,
+        cases=cases,
     )
     assert [r["variant"] for r in report["rows"]] == ["baseline", "fixed"]
     for r in report["rows"]:
