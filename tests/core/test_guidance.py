@@ -92,3 +92,11 @@ def test_unknown_variant_lists_the_valid_names():
 def test_a_non_finite_scale_is_refused(scale):
     with pytest.raises(ValueError, match="finite"):
         resolve_scale(get_guider("fixed"), scale)
+
+
+def test_variants_are_listed_paper_first_then_by_family():
+    """/variants' order; the registry once took its modules' alphabetical import order."""
+    assert list(GUIDERS) == [
+        "baseline", "fixed", "adaptive", "smoothed", "minimal", "density", "prior",
+        "cfg", "apg", "cfg_plus_plus", "cfg_zero_star", "autoguidance",
+    ]  # fmt: skip

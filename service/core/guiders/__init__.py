@@ -1,10 +1,9 @@
 """Guidance methods as plug-ins: one file a guider (core/guiders/base.py is the interface).
 
-The registry below is the one place a new guider is named: its module, one line.
+The import below is the one place a new guider is named: its module, one entry.
 """
 
-# the registry, in the order /variants lists them
-from service.core.guiders import (  # noqa: E402, E501, F401, I001
+from service.core.guiders import (  # noqa: F401  the registry: each module registers its own
     apg,
     autoguidance,
     cfg,
@@ -15,5 +14,14 @@ from service.core.guiders import (  # noqa: E402, E501, F401, I001
     prior,
 )
 from service.core.guiders.registry import GUIDERS, all_params, get_guider, register, scale_bounds
+
+# /variants lists the paper's first, then by family; a family not named here comes last
+_FAMILIES = ("paper", "density", "prior", "cfg", "autoguidance")
+_ordered = sorted(
+    GUIDERS.values(),
+    key=lambda g: _FAMILIES.index(g.family) if g.family in _FAMILIES else len(_FAMILIES),
+)
+GUIDERS.clear()
+GUIDERS.update((g.name, g) for g in _ordered)
 
 __all__ = ["GUIDERS", "all_params", "get_guider", "register", "scale_bounds"]
