@@ -59,6 +59,7 @@ models: install
 	$(BIN)/dgs train --dataset all --objective energy --recipe improved --quiet --out model_store
 	$(BIN)/dgs train --dataset all --objective conditional --recipe improved --quiet --out model_store
 	$(BIN)/dgs train --dataset all --objective conditional --recipe guide --quiet --out model_store
+	$(BIN)/dgs oracles --out model_store
 
 # Speed benchmarks (about 30 minutes on 2 CPU cores, the refactor section about 10 of them): .bench/bench.json and .bench/bench.md
 bench: install

@@ -442,6 +442,28 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
+def _oracles(args: argparse.Namespace) -> int:
+    from service.core.oracle import ORACLE_SCHEDULES
+    from service.core.store import CheckpointStore
+
+    store = CheckpointStore(args.out)
+    datasets = sorted(DATASETS) if args.dataset == "all" else [args.dataset]
+    for dataset in datasets:
+        for recipe in ORACLE_SCHEDULES:
+            manifest = store.save_oracle(dataset, recipe)
+            _print_json({"name": manifest["name"], "id": manifest["id"]})
+    return 0
+
+
+def _add_oracles(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "oracles", help="write the exact (analytic) oracle models' manifests to the store"
+    )
+    p.add_argument("--dataset", default="all", choices=[*sorted(DATASETS), "all"])
+    p.add_argument("--out", type=_output_folder, default="model_store", help="model store folder")
+    p.set_defaults(func=_oracles)
+
+
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample offline from one model of the store")
     p.add_argument("--model", required=True, type=_model_name, help="model id, e.g. moons-plain")
@@ -551,6 +573,7 @@ def _add_loglik(sub: argparse._SubParsersAction) -> None:
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
+    _add_oracles,
     _add_serve,
     _add_sample,
     _add_loglik,

@@ -24,6 +24,7 @@ from scipy.integrate import solve_ivp
 
 from service.core.energy import energy_eps
 from service.core.model import ReadyModel
+from service.core.oracle import oracle_denoise
 from service.core.schedule import BETA_SCHEDULES, ScheduleConfig
 
 EpsFn = Callable[[torch.Tensor, float], torch.Tensor]  # y (B, d) float64 host, sigma -> (B, d)
@@ -190,6 +191,8 @@ def network_denoise(model: ReadyModel) -> Denoise:
     """The model's eps head in float32 on its device; gradients flow back to the host y."""
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if model.is_oracle:  # exact, in float64
+            return oracle_denoise(model, x.to(model.device), t)
         f32 = {"device": model.device, "dtype": torch.float32}
         if model.is_energy:  # eps = -sigma grad E, kept differentiable for the divergence
             x = x.to(**f32)

@@ -14,7 +14,9 @@ from service.core.data import DATASETS
 from service.core.network import DenoiserConfig
 from service.core.schedule import BETA_SCHEDULES, ScheduleConfig
 
-OBJECTIVES = ("plain", "density", "energy", "conditional")
+OBJECTIVES = ("plain", "density", "energy", "conditional", "oracle")
+# an analytic model: the dataset's exact denoiser, no weights (core/oracle.py)
+ORACLE = "oracle"
 # a smaller, shorter-trained conditional model that guides its dataset's main one (autoguidance)
 GUIDE_RECIPE = "guide"
 PAPER_RECIPE = "paper"  # manifests written before recipes existed were all made with it
@@ -74,7 +76,7 @@ class Manifest:
     id: str
     sha256: str
     kind: ModelKind
-    network: DenoiserConfig
+    network: DenoiserConfig | None  # None for an oracle: its `model` describes its density
     schedule: ScheduleConfig
     raw: dict[str, Any]
 
@@ -82,7 +84,9 @@ class Manifest:
     def parse(cls, raw: dict[str, Any]) -> Manifest:
         """Type and check every field a loader relies on; raises ManifestError naming it."""
         kind = ModelKind.from_manifest(raw)
-        network = _config(DenoiserConfig, raw.get("model"), "model")
+        network = (
+            None if kind.objective == ORACLE else _config(DenoiserConfig, raw.get("model"), "model")
+        )
         schedule = _config(ScheduleConfig, raw.get("schedule"), "schedule")
         if schedule.kind not in BETA_SCHEDULES:
             raise ManifestError(f"unknown schedule kind {schedule.kind!r}")

@@ -16,7 +16,7 @@ from service.core.schedule import Schedule, make_schedule
 @dataclass(frozen=True)
 class ReadyModel:
     name: str  # store id, e.g. "moons-density"
-    network: Denoiser
+    network: Denoiser | None  # None for an oracle (its eps is `analytic`'s exact score)
     schedule: Schedule
     manifest: dict[str, Any]
     device: torch.device
@@ -34,6 +34,9 @@ class ReadyModel:
     class_table: torch.Tensor | None = None
     # the small classifier p(c | x) its worker trained beside it (core/classifier.py)
     classifier: Any = field(default=None, repr=False, compare=False)
+    # oracles: the dataset's exact density (core/exact), and its (a, s) per timestep in float64
+    analytic: Any = field(default=None, repr=False, compare=False)
+    levels: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
     _respaced: dict[int, Schedule] = field(default_factory=dict, repr=False, compare=False)
     # sampling plans by (variant, scale, steps): built once, then shared by requests
     plans: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -82,12 +85,18 @@ class ReadyModel:
 
     @property
     def num_classes(self) -> int:
+        if self.analytic is not None:
+            return self.analytic.num_classes
         return self.network.config.num_classes
 
     @property
     def null_label(self) -> int:
         """The null class's index: what an unconditional row of a conditional model uses."""
-        return self.network.config.num_classes
+        return self.num_classes
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.analytic is not None
 
 
 CPU_BLOCK_ROWS = 1024

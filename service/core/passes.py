@@ -13,6 +13,7 @@ import torch
 from service.core.energy import energy_eps
 from service.core.model import ReadyModel
 from service.core.network import infer, infer_with_density_gradient
+from service.core.oracle import oracle_eps, oracle_eps_and_divergence
 
 # CPU GEMM kernels for fewer than ~12 rows round differently from the large-batch kernels;
 # padding every forward to at least this many rows keeps a row's result independent of its batch.
@@ -48,6 +49,8 @@ def model_eps(
     Conditional models: each row's class `labels` (B,), or `label_uniform` for all (default
     the null class); its share of the first layer is added to the time's.
     """
+    if model.is_oracle:
+        return oracle_eps(model, x, t, with_gradient, labels, label_uniform)
     xp, tp, rows = _pad(x, t, model.block_rows if model.pad_blocks else 0)
     if t_uniform is not None:
         t_hidden = model.time_table[t_uniform : t_uniform + 1]
@@ -98,6 +101,8 @@ def eps_and_divergence(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """eps (B, 2) and div_x eps (B,), exact: two input-gradient passes through the network
     (for an energy model, eps is itself a gradient, so these are second derivatives)."""
+    if model.is_oracle:
+        return oracle_eps_and_divergence(model, x, t)
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         if model.is_energy:

@@ -25,9 +25,11 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from service.core.classifier import Classifier, ClassifierConfig
-from service.core.manifest import Manifest, ManifestError
+from service.core.exact.datasets import exact_density
+from service.core.manifest import ORACLE, Manifest, ManifestError
 from service.core.model import ReadyModel, make_ready
 from service.core.network import Denoiser
+from service.core.oracle import fingerprint, make_oracle_ready, oracle_manifest
 from service.core.schedule import ScheduleConfig, make_schedule
 
 WEIGHTS = "weights.safetensors"
@@ -53,10 +55,11 @@ class CheckpointError(RuntimeError):
 @dataclass(frozen=True)
 class Checkpoint:
     name: str
-    network: Denoiser  # on the CPU, eval mode
+    network: Denoiser | None  # on the CPU, eval mode; None for an oracle
     manifest: Manifest
     path: Path
     classifier: Classifier | None = None  # a conditional model's p(c | x), verified as its weights
+    analytic: Any = None  # an oracle's exact density (core/exact); its network is None
 
     @property
     def schedule(self) -> ScheduleConfig:
@@ -146,6 +149,8 @@ class CheckpointStore:
             manifest = Manifest.parse(raw)
         except ManifestError as e:
             raise CheckpointError(f"{folder / MANIFEST}: {e}") from e
+        if manifest.kind.objective == ORACLE:
+            return self._load_oracle(name, folder, manifest)
         wpath = folder / WEIGHTS
         try:
             data = wpath.read_bytes()
@@ -172,6 +177,27 @@ class CheckpointStore:
         network.load_state_dict(tensors, strict=True)
         classifier = self._load_classifier(folder, raw)
         return Checkpoint(name, network.eval(), manifest, folder, classifier)
+
+    def _load_oracle(self, name: str, folder: Path, manifest: Manifest) -> Checkpoint:
+        """An oracle has no weights: its manifest's sha256 must be the fingerprint of the
+        density this code builds for its dataset, and its schedule a shipped one."""
+        density = exact_density(manifest.kind.dataset)
+        digest = fingerprint(density)
+        if digest != manifest.sha256:
+            raise CheckpointError(
+                f"{folder / MANIFEST}: the density's fingerprint {digest[:12]}... does not match "
+                f"the manifest's {str(manifest.sha256)[:12]}... (tampered, or the code's density "
+                "changed: write the oracles anew with `dgs oracles`)"
+            )
+        return Checkpoint(name, None, manifest, folder, analytic=density)
+
+    def save_oracle(self, dataset: str, recipe: str) -> dict[str, Any]:
+        """Write `dataset`'s oracle on `recipe`'s schedule: a sealed manifest, no weights."""
+        raw = oracle_manifest(dataset, recipe, exact_density(dataset))
+        manifest = sealed({"format_version": FORMAT_VERSION, **raw})
+        folder = self.path(manifest["name"])
+        write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+        return manifest
 
     def _load_classifier(self, folder: Path, raw: dict[str, Any]) -> Classifier | None:
         """The side file a conditional model's manifest names, checked against its sha256."""
@@ -203,6 +229,8 @@ class CheckpointStore:
         """`load`, then move to `device` with the schedule and time table ready to sample."""
         ckpt = self.load(name)
         schedule = make_schedule(ckpt.schedule)
+        if ckpt.analytic is not None:
+            return make_oracle_ready(name, ckpt.analytic, schedule, ckpt.manifest.raw, device)
         return make_ready(name, ckpt.network, schedule, ckpt.manifest.raw, device, ckpt.classifier)
 
     def save(

@@ -19,6 +19,7 @@ import torch
 
 from service.core.manifest import GUIDE_RECIPE, OBJECTIVES, ModelKind
 from service.core.model import ReadyModel, make_ready
+from service.core.oracle import make_oracle_ready
 from service.core.plan import make_plan
 from service.core.schedule import make_schedule
 from service.core.spec import SampleSpec
@@ -225,9 +226,12 @@ def build_registry(
                 registry.models[name] = old
                 continue
             schedule = make_schedule(ckpt.schedule)
-            model = make_ready(
-                name, ckpt.network, schedule, ckpt.manifest.raw, device, ckpt.classifier
-            )
+            if ckpt.analytic is not None:
+                model = make_oracle_ready(name, ckpt.analytic, schedule, ckpt.manifest.raw, device)
+            else:
+                model = make_ready(
+                    name, ckpt.network, schedule, ckpt.manifest.raw, device, ckpt.classifier
+                )
             cost = DEFAULT_COST
             if warmup:
                 warm_up(model)

@@ -33,11 +33,17 @@ def resolve_label(model: ReadyModel, g: Guider, label: int | str | None) -> int 
     names = class_names(model.dataset) if model.dataset in CLASS_SPECS else ()
     offered = f"0..{model.num_classes - 1}" + (f" or {list(names)}" if names else "")
     if g.conditional_model is False:
-        raise RequestError(
-            "variant",
-            f"variant {g.name!r} does not run on class-conditional models",
-            f"not {g.name}",
-        )
+        if not model.is_oracle:
+            raise RequestError(
+                "variant",
+                f"variant {g.name!r} does not run on class-conditional models",
+                f"not {g.name}",
+            )
+        if label is not None:  # an oracle's null class is its exact marginal
+            raise RequestError(
+                "class", f"variant {g.name!r} samples the oracle's marginal", "omitted"
+            )
+        return None
     if label is None:
         if g.needs_class:
             raise RequestError("class", f"variant {g.name!r} needs a class", offered)
@@ -55,6 +61,13 @@ def check_guide_field(model: ReadyModel, g: Guider, guide: ReadyModel | None) ->
     """A guider with a guide reference needs one of the same schedule and classes."""
     if g.reference is not Reference.GUIDE:
         return
+    if model.is_oracle:
+        raise RequestError(
+            "model",
+            f"{g.name} guides a model with a bad version of itself, and the oracle "
+            f"{model.name!r} has none (it is exact)",
+            "a learned conditional model; on the oracle, cfg or another class guider",
+        )
     if guide is None:
         raise RequestError("guide_model", f"{g.name} needs a guide model", "a conditional model")
     if guide is model or guide.id == model.id:

@@ -39,6 +39,7 @@ OFFERED = {
     "density": ("head", "score"),
     "energy": ("energy", "score"),
     "conditional": ("score",),
+    "oracle": ("score",),  # the exact grad log p_t: -eps* / sigma_t of the oracle
 }
 
 
