@@ -175,6 +175,31 @@ class Metrics:
             ["dataset", "variant", "sampler"],
             registry=r,
         )
+        self.exact_log_p = Gauge(
+            "sampler_exact_mean_log_p_data",
+            "The latest /evaluate's samples' mean exact log p_data (nats) by model; the data's "
+            "own is sampler_exact_data_mean_log_p.",
+            ["dataset", "model", "variant", "sampler"],
+            registry=r,
+        )
+        self.exact_data_log_p = Gauge(
+            "sampler_exact_data_mean_log_p",
+            "-H(p_data), nats: the data's own mean exact log-density.",
+            ["dataset"],
+            registry=r,
+        )
+        self.energy_distance = Gauge(
+            "sampler_exact_energy_distance",
+            "The latest /evaluate's energy distance D^2 to exact draws of the data, by model.",
+            ["dataset", "model", "variant", "sampler"],
+            registry=r,
+        )
+        self.support_fraction = Gauge(
+            "sampler_exact_support_fraction",
+            "line and boxes: the latest /evaluate's fraction of samples on the support.",
+            ["dataset", "model", "variant", "sampler"],
+            registry=r,
+        )
         self.mean_log_p = Gauge(
             "sampler_mean_log_p",
             "Mean log-density of the samples under their model (nats) in the latest /evaluate: "
@@ -267,6 +292,16 @@ class Metrics:
     def on_log_p(self, dataset: str, variant: str, sampler: str, mean_log_p: float) -> None:
         if math.isfinite(mean_log_p):
             self.mean_log_p.labels(dataset, variant, sampler).set(mean_log_p)
+
+    def on_exact(self, dataset: str, model: str, variant: str, sampler: str, exact) -> None:
+        labels = (dataset, model, variant, sampler)
+        self.exact_data_log_p.labels(dataset).set(exact.data_mean_log_p)
+        if exact.mean_log_p_data is not None:
+            self.exact_log_p.labels(*labels).set(exact.mean_log_p_data)
+        if exact.energy_distance is not None:
+            self.energy_distance.labels(*labels).set(exact.energy_distance)
+        if exact.support_fraction is not None:
+            self.support_fraction.labels(*labels).set(exact.support_fraction)
 
     def on_nll(self, dataset: str, bits_per_dim: float) -> None:
         self.nll.labels(dataset).set(bits_per_dim)

@@ -334,6 +334,45 @@ class SampleResponse(BaseModel):
     )
 
 
+class ExactMetrics(BaseModel):
+    """Against the dataset's exact density (core/exact): no estimate of the data in between."""
+
+    mean_log_p_data: float | None = Field(
+        description="The samples' mean exact log p_data (nats), over those where p_data > 0."
+    )
+    mean_log_p_data_se: float | None = Field(description="Its standard error.")
+    data_mean_log_p: float = Field(
+        description="The data's own mean log p_data, -H(p_data) (nats), from 100,000 points: "
+        "a perfect sampler's score."
+    )
+    data_mean_log_p_se: float
+    support_fraction: float | None = Field(
+        description="line and boxes (compact supports): the fraction of samples where p_data > 0."
+    )
+    energy_distance: float | None = Field(
+        description="Energy distance D^2 (unbiased) between up to 2,000 samples and as many exact "
+        "draws; 0 for equal distributions."
+    )
+    energy_distance_floor: float = Field(
+        description="Mean |D^2| between independent exact sets of that size: what exact "
+        "samples read."
+    )
+    reverse_kl_bits: float | None = Field(
+        None,
+        description="KL(samples || p_data), bits: the samples' k-NN entropy estimate against "
+        "their exact mean log p_data, over the samples on the support.",
+    )
+    reverse_kl_floor_bits: float | None = Field(
+        None, description="Mean |reverse_kl_bits| of exact sets of the same size."
+    )
+    forward_kl_bits: float | None = Field(
+        None,
+        description="The model's KL(p_data || p_model) in bits: held-out NLL minus the data's "
+        "entropy, paired per point (null without held-out NLL).",
+    )
+    forward_kl_se_bits: float | None = None
+
+
 class ClassMetrics(BaseModel):
     """How a class-conditional sample sits in its class (docs/RESULTS.md, "Guidance geometry").
     Each `data_*` field is the same score of the class's own data: a perfect sampler's."""
@@ -415,6 +454,7 @@ class EvaluateResponse(BaseModel):
     class_metrics: ClassMetrics | None = Field(
         None, description="Requests with a class on a class-conditional model."
     )
+    exact: ExactMetrics | None = Field(None, description="Exact metrics (every dataset).")
     timing: Timing
 
 

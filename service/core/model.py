@@ -36,7 +36,9 @@ class ReadyModel:
     classifier: Any = field(default=None, repr=False, compare=False)
     # oracles: the dataset's exact density (core/exact), and its (a, s) per timestep in float64
     analytic: Any = field(default=None, repr=False, compare=False)
-    levels: tuple[torch.Tensor, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+    levels: tuple[torch.Tensor, torch.Tensor] | None = field(
+        default=None, repr=False, compare=False
+    )
     _respaced: dict[int, Schedule] = field(default_factory=dict, repr=False, compare=False)
     # sampling plans by (variant, scale, steps): built once, then shared by requests
     plans: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)

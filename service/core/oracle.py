@@ -54,7 +54,10 @@ def describe_density(density: ExactDensity) -> dict[str, Any]:
         "families": families,
         "num_classes": density.num_classes,
         "components": sum(
-            len(f.log_weights) for fams in density.classes for f in fams if hasattr(f, "log_weights")
+            len(f.log_weights)
+            for fams in density.classes
+            for f in fams
+            if hasattr(f, "log_weights")
         ),
     }
 
@@ -161,7 +164,6 @@ def oracle_denoise(model: ReadyModel, x: torch.Tensor, t: torch.Tensor) -> torch
     s = sigma * a
     labels = _labels(model, len(x), None, None, x.device)
     return -s[:, None] * model.analytic.score(x.to(torch.float64), a, s, labels)
-
 
 
 def oracle_manifest(dataset: str, recipe: str, density: ExactDensity) -> dict[str, Any]:

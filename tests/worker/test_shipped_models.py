@@ -5,14 +5,18 @@ import math
 
 import pytest
 
+from service.core.data import DATASETS
 from service.core.evaluation import evaluate
+from service.core.manifest import ORACLE, ModelKind
 from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 from service.worker.recipes import get_recipe
 from tests.conftest import SHIPPED_STORE
 
 STORE = CheckpointStore(SHIPPED_STORE)
-NAMES = STORE.names()
+# the trained models; the oracles (analytic, no weights) are checked on their own below
+ORACLES = [n for n in STORE.names() if ModelKind.from_name(n).objective == ORACLE]
+NAMES = [n for n in STORE.names() if n not in ORACLES]
 # The worst of the reference's three published baseline runs (docs/DESIGN.md#7-metrics), bits
 # at 10,000 samples,
 # plus the estimator's scatter between sampling seeds at that n (measured up to ~0.05 bits).
@@ -73,3 +77,13 @@ def test_baseline_samples_reach_the_manifest_kl(name):
     assert abs(result.kl_bits - m["kl_bits"]) < 0.02
     if m["training"]["objective"] == "plain" and m.get("recipe") == "paper":
         assert m["kl_bits"] <= REFERENCE_RUNS_MAX_KL[m["dataset"]] + ESTIMATOR_SCATTER
+
+
+def test_every_dataset_ships_an_oracle_per_schedule_and_each_is_current():
+    """Written by `dgs oracles`; a change to a density without rewriting them fails here."""
+    assert sorted(ORACLES) == sorted(
+        f"{d}-oracle{suffix}" for d in DATASETS for suffix in ("", "-improved")
+    )
+    for name in ORACLES:
+        assert not (SHIPPED_STORE / name / "weights.safetensors").exists()
+        assert STORE.load(name).analytic is not None

@@ -9,12 +9,18 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.body_guard import require_json
-from service.api.routes.loglik import heldout_nll_bits, log_likelihood
-from service.api.schemas import EvaluateRequest, EvaluateResponse, error_responses
+from service.api.routes.loglik import heldout, log_likelihood
+from service.api.schemas import (
+    EvaluateRequest,
+    EvaluateResponse,
+    ExactMetrics,
+    error_responses,
+)
 from service.api.state import AppState, StateDep
 from service.api.submission import run_job
 from service.core.class_metrics import class_scores, has_class_metrics
 from service.core.evaluation import score
+from service.core.exact.metrics import exact_scores
 from service.core.model import ReadyModel
 from service.core.offline import SampleResult
 from service.serving.job import Job
@@ -77,7 +83,10 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
             k: _or_none(v) if isinstance(v, float) else v for k, v in vars(by_class).items()
         }
     sampler = job.plan.sampler.name
-    nll = await heldout_nll_bits(state, model)
+    held_out = await heldout(state, model)
+    nll = held_out.nll_bits
+    exact = await run_in_threadpool(exact_scores, model.dataset, job.samples)
+    state.metrics.on_exact(body.dataset, model.name, ev.variant, sampler, exact)
     if nll is not None and body.model is None and model.objective == "plain":
         state.metrics.on_nll(body.dataset, nll)
     kl = None if math.isnan(ev.kl_bits) else ev.kl_bits
@@ -128,6 +137,11 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         guidance_schedule=job.plan.schedule,
         guider_params=job.plan.guider_params,
         class_metrics=by_class,
+        exact=ExactMetrics(
+            **{k: _or_none(v) if isinstance(v, float) else v for k, v in exact.as_dict().items()},
+            forward_kl_bits=held_out.forward_kl_bits,
+            forward_kl_se_bits=held_out.forward_kl_se_bits,
+        ),
         timing={
             "queue_s": job.queue_seconds,
             "compute_s": job.compute_seconds,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import APIRouter, Depends
@@ -14,6 +15,7 @@ from service.api.schemas import LoglikRequest, LoglikResponse, error_responses
 from service.api.state import AppState, StateDep
 from service.api.submission import resolve_model
 from service.core.data import get_dataset
+from service.core.exact.metrics import forward_kl_bits
 from service.core.likelihood import (
     HELDOUT_SEED,
     Likelihood,
@@ -50,21 +52,38 @@ async def _solve(state: AppState, model: ReadyModel, points: np.ndarray) -> Like
     return await asyncio.wrap_future(solve)
 
 
-async def heldout_nll_bits(state: AppState, model: ReadyModel) -> float | None:
-    """bits/dim of HELDOUT_NLL_POINTS held-out points, once per model id (it does not change);
-    requests that arrive while it runs wait on the same computation."""
+@dataclass(frozen=True)
+class HeldOut:
+    """A model's likelihood of the held-out points: bits/dim, and its exact forward KL to the
+    data in bits with its standard error (core/exact/metrics.py)."""
+
+    nll_bits: float | None
+    forward_kl_bits: float | None
+    forward_kl_se_bits: float | None
+
+
+async def heldout(state: AppState, model: ReadyModel) -> HeldOut:
+    """HELDOUT_NLL_POINTS held-out points, once per model id (it does not change); requests
+    that arrive while it runs wait on the same computation."""
     task = state.nll_cache.get(model.id)
     if task is None or (task.done() and task.exception() is not None):
-        task = asyncio.ensure_future(_nll_bits(state, model))
+        task = asyncio.ensure_future(_heldout(state, model))
         state.nll_cache[model.id] = task
     return await asyncio.shield(task)
 
 
-async def _nll_bits(state: AppState, model: ReadyModel) -> float | None:
+async def heldout_nll_bits(state: AppState, model: ReadyModel) -> float | None:
+    return (await heldout(state, model)).nll_bits
+
+
+async def _heldout(state: AppState, model: ReadyModel) -> HeldOut:
     points = get_dataset(model.dataset, state.settings.heldout_nll_points, HELDOUT_SEED)
     result = await log_likelihood(state, model, points)
     finite = result.log_density[result.finite]
-    return float(bits_per_dim(finite)) if len(finite) else None
+    if not len(finite):
+        return HeldOut(None, None, None)
+    kl, se = forward_kl_bits(model.dataset, points[result.finite], finite)
+    return HeldOut(float(bits_per_dim(finite)), kl, se)
 
 
 @router.post(
