@@ -23,6 +23,7 @@ from service.api.state import AppState
 from service.core.errors import RequestError
 from service.core.guiders import get_guider
 from service.core.guiders.base import Reference
+from service.core.manifest import ORACLE
 from service.core.model import ReadyModel
 from service.core.plan import make_plan
 from service.core.spec import SampleSpec
@@ -110,6 +111,15 @@ def spec_of(body: _Request, n: int, seed: int) -> SampleSpec:
 
 def _resolve(state: AppState, body: _Request) -> ServedModel:
     objective = default_objective(body.variant, body.gradient, body.label)
+    if state.ready and body.model == ORACLE and ORACLE not in state.registry.defaults(body.dataset):
+        having = sorted(
+            d for d in state.registry.datasets() if ORACLE in state.registry.defaults(d)
+        )
+        raise field_error(
+            "model",
+            f"dataset {body.dataset!r} has no oracle in the store",
+            f"model 'oracle' on a dataset with one: {having}",
+        )
     if state.ready and body.model is None:
         offered = state.registry.defaults(body.dataset)
         if objective == "plain" and offered and "plain" not in offered and "conditional" in offered:
