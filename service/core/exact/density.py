@@ -42,14 +42,18 @@ class ExactDensity:
     def _families(self):
         return [(c, f) for c, fams in enumerate(self.classes) for f in fams]
 
-    def _terms(self, x, a, s, labels):
+    def _terms(self, x, a, s, labels, scored: bool = False):
         """Every term (B, K) with its class prior, terms of the other classes masked out for a
-        row that names a class; and (family, slice) for each family's columns."""
+        row that names a class; with `scored`, each family's score function and its columns."""
         parts, spans, owner, start = [], [], [], 0
         for c, family in self._families():
-            t = family.terms(x, a, s) + self.log_prior[c]
+            if scored:
+                t, grad = family.scored(x, a, s)
+            else:
+                t, grad = family.terms(x, a, s), None
+            t = t + self.log_prior[c]
             parts.append(t)
-            spans.append((family, slice(start, start + t.shape[1])))
+            spans.append((grad, slice(start, start + t.shape[1])))
             owner.append(torch.full((t.shape[1],), c, device=x.device))
             start += t.shape[1]
         terms = torch.cat(parts, 1)
@@ -121,11 +125,11 @@ class ExactDensity:
         return out
 
     def _score(self, x, a, s, labels):
-        terms, spans = self._terms(x, a, s, labels)
+        terms, spans = self._terms(x, a, s, labels, scored=True)
         resp = torch.softmax(terms, 1).nan_to_num(0.0)
         grad = torch.zeros_like(x)
-        for family, cols in spans:
-            grad = grad + family.grad(x, a, s, resp[:, cols])
+        for share, cols in spans:
+            grad = grad + share(resp[:, cols])
         return grad
 
     def _log_posterior(self, x, a, s, labels):

@@ -68,6 +68,9 @@ class Gaussians:
         d0, d1, inv, _ = self._moments(x, a, s)
         return -torch.stack([(resp * d0 * inv[:, 0]).sum(1), (resp * d1 * inv[:, 1]).sum(1)], 1)
 
+    def scored(self, x, a, s):
+        return self.terms(x, a, s), lambda resp: self.grad(x, a, s, resp)
+
     def to(self, device):
         return replace(
             self,
@@ -124,6 +127,9 @@ class Boxes:
         ).exp()
         return (resp[:, :, None] * per_axis).sum(1) / s
 
+    def scored(self, x, a, s):
+        return self.terms(x, a, s), lambda resp: self.grad(x, a, s, resp)
+
     def to(self, device):
         return Boxes(self.lo.to(device), self.hi.to(device), self.log_weights.to(device))
 
@@ -136,6 +142,9 @@ class Boxes:
 RING_NODES = 24
 RING_WINDOW = 7.0
 RING_TAIL = 30.0
+RING_NEAREST = 3
+RING_MIN_NODES = 6
+RING_MARGIN = 10.0  # (10 s)^2 / 2 s^2 = 50 nats
 
 
 @dataclass(frozen=True)
@@ -172,34 +181,94 @@ class Rings:
         r, log_w = self._nodes(d, a, s, nodes, window)
         dd = d[..., None]
         z = dd * r / (s * s)
-        log_g = log_w - (dd - r) ** 2 / (2 * s * s) + torch.special.i0e(z).log()
-        return log_g - math.log(2 * math.pi * s * s), r, z
+        i0e = torch.special.i0e(z)
+        log_g = log_w - (dd - r) ** 2 / (2 * s * s) + i0e.log()
+        return log_g - math.log(2 * math.pi * s * s), r, z, i0e
 
     def _offsets(self, x, a):
         offset = x[:, None, :] - a * self.centres[None]  # (B, K, 2)
         return offset, offset.norm(dim=-1)
 
     def terms(self, x, a, s, nodes=RING_NODES, window=RING_WINDOW):
-        offset, d = self._offsets(x, a)
         if s == 0:
+            d = self._offsets(x, a)[1]
             inside = d < self.radius
             clean = torch.where(inside, -(2 * math.pi * self.radius * d).log(), -math.inf)
             return self.log_weights + clean
-        log_g, _, _ = self._log_g(d, a, s, nodes, window)
-        return self.log_weights + torch.logsumexp(log_g, -1)
+        return self._scored(x, a, s, nodes, window, grad=False)[0]
+
+    def scored(self, x, a, s):
+        """terms, and the score's share as a function of resp, from one pass over the nodes."""
+        return self._scored(x, a, s, RING_NODES, RING_WINDOW, grad=True)
+
+    def _scored(self, x, a, s, nodes, window, grad: bool):
+        # a kernel narrower than the window needs fewer nodes: span / s sets the resolution
+        nodes = max(
+            RING_MIN_NODES, min(nodes, math.ceil(nodes * a * self.radius / (2 * window * s)))
+        )
+        """Each row on its nearest RING_NEAREST components where the rest lie so much farther
+        (by RING_MARGIN noise sd plus the kernel's radius) that each of their terms is below
+        exp(-50) of the nearest's; their terms are then -inf. Other rows on every component."""
+        offset, d = self._offsets(x, a)
+        k = len(self.centres)
+        if k <= RING_NEAREST:
+            return self._on(offset, d, a, s, nodes, window, grad)
+        nearest, index = d.topk(RING_NEAREST + 1, dim=1, largest=False)
+        far = nearest[:, -1] - nearest[:, 0] > RING_MARGIN * s + a * self.radius
+        index = index[:, :RING_NEAREST]
+        rows = far.nonzero()[:, 0]
+        rest = (~far).nonzero()[:, 0]
+        terms = d.new_full(d.shape, -math.inf)
+        shares = []
+        if len(rows):
+            sub = index[rows]
+            t, g = self._on(
+                offset[rows].gather(1, sub[..., None].expand(-1, -1, 2)),
+                d[rows].gather(1, sub),
+                a,
+                s,
+                nodes,
+                window,
+                grad,
+                self.log_weights[sub],
+            )
+            terms[rows[:, None], sub] = t
+            shares.append((rows, sub, g))
+        if len(rest):
+            t, g = self._on(offset[rest], d[rest], a, s, nodes, window, grad)
+            terms[rest] = t
+            shares.append((rest, None, g))
+        if not grad:
+            return terms, None
+
+        def share(resp):
+            out = x.new_zeros(len(x), 2)
+            for r, sub, g in shares:
+                out[r] = g(resp[r] if sub is None else resp[r[:, None], sub])
+            return out
+
+        return terms, share
+
+    def _on(self, offset, d, a, s, nodes, window, grad, log_weights=None):
+        log_weights = self.log_weights if log_weights is None else log_weights
+        log_g, r, z, i0e = self._log_g(d, a, s, nodes, window)
+        node_terms = torch.logsumexp(log_g, -1)
+        if not grad:
+            return log_weights + node_terms, None
+
+        def share(resp):
+            within = (log_g - node_terms[..., None]).exp()
+            # d/dd log g = -d / s^2 + (r / s^2) I1(z) / I0(z); over d: I1(z) / (z I0(z)) -> 1/2
+            safe = z.clamp_min(1e-8)
+            ratio = torch.where(z > 1e-8, torch.special.i1e(safe) / (safe * i0e), 0.5)
+            per_d = (within * (r * r * ratio)).sum(-1) / (s * s) ** 2 - 1 / (s * s)  # (B, K)
+            return (resp[:, :, None] * per_d[:, :, None] * offset).sum(1)
+
+        return log_weights + node_terms, share
 
     def grad(self, x, a, s, resp):
         """resp (B, K): the components' responsibilities; within one, its nodes' shares."""
-        offset, d = self._offsets(x, a)
-        log_g, r, z = self._log_g(d, a, s, RING_NODES, RING_WINDOW)
-        within = torch.softmax(log_g, -1)
-        # d/dd log g = -d / s^2 + (r / s^2) I1(z) / I0(z); divided by d: I1(z) / (z I0(z)) -> 1/2
-        safe = z.clamp_min(1e-8)
-        ratio = torch.where(
-            z > 1e-8, torch.special.i1e(safe) / (safe * torch.special.i0e(safe)), 0.5
-        )
-        per_d = (within * (r * r * ratio)).sum(-1) / (s * s) ** 2 - 1 / (s * s)  # (B, K)
-        return (resp[:, :, None] * per_d[:, :, None] * offset).sum(1)
+        return self.scored(x, a, s)[1](resp)
 
     def to(self, device):
         return Rings(self.centres.to(device), self.radius, self.log_weights.to(device))
