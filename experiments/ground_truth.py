@@ -17,7 +17,8 @@ import math
 import numpy as np
 import torch
 
-from service.core.exact.metrics import exact_scores, log_p_data
+from service.core.exact.datasets import exact_density
+from service.core.exact.metrics import exact_scores, knn_entropy, log_p_data
 from service.core.offline import sample
 from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
@@ -76,6 +77,72 @@ def density_rows(store: CheckpointStore, dataset: str, n: int, steps: int) -> li
     return rows
 
 
+def tilted_log_density(dataset: str, label: int, w: float, points: np.ndarray, log_z: float):
+    """log of p(x | c)^w p(x)^(1 - w) / Z at the data (t = 0), exact up to the grid's Z."""
+    density = exact_density(dataset)
+    x = torch.as_tensor(np.asarray(points, dtype=np.float64))
+    cond = density.log_p(x, 1.0, 0.0, labels=label)
+    marginal = density.log_p(x, 1.0, 0.0)
+    out = w * cond + (1 - w) * torch.where(torch.isfinite(cond), marginal, 0.0)
+    return (out - log_z).numpy()
+
+
+def tilted_grid(dataset: str, label: int, w: float, half: float = 6.0, count: int = 1200):
+    """The tilted target on a grid: log Z and a sampler of exact draws (a cell, then uniform)."""
+    cell = 2 * half / count  # cell centres: the boxes' edges fall on cell edges
+    g = -half + cell * (np.arange(count) + 0.5)
+    xs, ys = np.meshgrid(g, g, indexing="ij")
+    grid = np.stack([xs.ravel(), ys.ravel()], 1)
+    log_t = tilted_log_density(dataset, label, w, grid, 0.0)
+    log_z = float(np.logaddexp.reduce(log_t[np.isfinite(log_t)]) + 2 * math.log(cell))
+
+    def draw(n: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        p = np.exp(log_t - log_t[np.isfinite(log_t)].max())
+        p = np.where(np.isfinite(p), p, 0.0)
+        idx = rng.choice(len(grid), size=n, p=p / p.sum())
+        return grid[idx] + rng.uniform(-cell / 2, cell / 2, size=(n, 2))
+
+    return log_z, draw
+
+
+def cfg_rows(
+    store: CheckpointStore, dataset: str, n: int, weights=(1.0, 2.0, 3.0, 5.0)
+) -> list[dict]:
+    """cfg with exact scores (the oracle) and the learned model, class 1, against the tilted
+    target: the samples' mean offset along x from the target's, KL(samples || target) with the
+    floor of exact target draws, and E[1 / p(c | x)] under the exact posterior."""
+    rows = []
+    for w in weights:
+        log_z, draw = tilted_grid(dataset, 1, w)
+        exact = draw(n, 1)
+        floor = abs(-knn_entropy(exact) - tilted_log_density(dataset, 1, w, exact, log_z).mean())
+        for which in ("oracle", "conditional"):
+            model = store.load_ready(f"{dataset}-{which}-improved")
+            x = sample(model, SampleSpec("cfg", scale=w, label=1, n=n, seed=0)).samples
+            x = x[np.isfinite(x).all(1)].astype(np.float64)
+            log_t = tilted_log_density(dataset, 1, w, x, log_z)
+            on = np.isfinite(log_t)
+            post = exact_density(dataset).log_posterior(torch.tensor(x), 1.0, 0.0)[:, 1].exp()
+            post = post[torch.isfinite(post)].clamp(min=1e-6).numpy()
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": which,
+                    "w": w,
+                    "mean_x": float(x[:, 0].mean()),
+                    "target_mean_x": float(exact[:, 0].mean()),
+                    "on_target_support": float(on.mean()),
+                    "kl_to_target_bits": (-knn_entropy(x[on]) - float(log_t[on].mean()))
+                    / math.log(2),
+                    "floor_bits": floor / math.log(2),
+                    "reciprocal_posterior": float(np.mean(1 / post)),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--store", default="model_store")
@@ -83,6 +150,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--steps", default="10,20,50,100")
     p.add_argument("--density-n", type=int, default=500)
+    p.add_argument("--cfg-datasets", default="boxes,gaussians")
     args = p.parse_args()
     torch.set_num_threads(2)
     store = CheckpointStore(args.store)
@@ -90,6 +158,8 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         sampler_rows(store, dataset, args.n, steps)
         density_rows(store, dataset, args.density_n, 50)
+    for dataset in filter(None, args.cfg_datasets.split(",")):
+        cfg_rows(store, dataset, args.n)
 
 
 if __name__ == "__main__":

@@ -129,3 +129,11 @@ def test_the_oracles_classifier_is_the_exact_posterior(oracle_store):
     post = model.classifier(x).exp()
     assert post.argmax(1).tolist() == [0, 1]
     assert math.isclose(float(post.sum(1)[0]), 1.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["cfg", "apg", "cfg_plus_plus", "cfg_zero_star"])
+def test_the_class_guiders_run_on_the_labelled_oracle(oracle_store, variant):
+    model = oracle_store.load_ready("boxes-oracle-improved")
+    scale = 0.5 if variant == "cfg_plus_plus" else 2.0  # its scale is l in [0, 1]
+    result = sample(model, SampleSpec(variant, scale=scale, label=0, n=64, seed=0, steps=20))
+    assert np.isfinite(result.samples).all() and (result.samples[:, 0] < 0).mean() > 0.9
