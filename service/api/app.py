@@ -15,7 +15,7 @@ from service.api.body_guard import BodyLimitMiddleware
 from service.api.errors import ApiError, api_error_handler, validation_handler
 from service.api.metrics import Metrics
 from service.api.openapi_limits import served_openapi
-from service.api.routes import admin, catalog, evaluate, health, loglik, sample, stream, ui
+from service.api.routes import admin, catalog, evaluate, exact, health, loglik, sample, stream, ui
 from service.api.schemas import EvaluateRequest, SampleRequest, StreamRequest
 from service.api.settings import Settings
 from service.api.state import AppState, load_registry
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     app.add_exception_handler(ApiError, api_error_handler)
-    routers = (ui, sample, stream, evaluate, loglik, catalog, health, admin)
+    routers = (ui, sample, stream, evaluate, loglik, catalog, exact, health, admin)
     for router in (r.router for r in routers):
         app.include_router(router)
     app.openapi = served_openapi(app, settings)

@@ -15,7 +15,8 @@ from functools import cache
 import numpy as np
 
 from service.core import classes
-from service.core.classifier import class_probability, mean_reciprocal_probability
+from service.core.classifier import accuracy, class_probability, mean_reciprocal_probability
+from service.core.data import get_labelled
 from service.core.kl import finite_rows, kl_divergence_bits, mean_log_rho
 from service.core.model import ReadyModel
 
@@ -88,5 +89,23 @@ def class_scores(model: ReadyModel, samples: np.ndarray, label: int, k: int) -> 
             model.id, dataset, label, model.classifier
         ),
         classified_fraction=classified,
-        classifier_heldout_accuracy=float(model.manifest["classifier"]["heldout_accuracy"]),
+        classifier_heldout_accuracy=heldout_accuracy(model),
     )
+
+
+HELDOUT_LABELLED = (10_000, 2_026)  # (n, seed) of the labelled points an oracle's posterior scores
+
+
+def heldout_accuracy(model: ReadyModel) -> float:
+    """The classifier's held-out accuracy from its manifest; an oracle's exact posterior is
+    scored here on held-out labelled points (the Bayes rule's accuracy)."""
+    entry = model.manifest.get("classifier")
+    if entry is not None:
+        return float(entry["heldout_accuracy"])
+    return _posterior_accuracy(model.id, model.dataset, model.classifier)
+
+
+@cache
+def _posterior_accuracy(model_id: str, dataset: str, classifier) -> float:
+    points, labels = get_labelled(dataset, *HELDOUT_LABELLED)
+    return accuracy(classifier, points, labels)

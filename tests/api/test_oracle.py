@@ -3,6 +3,7 @@ beside each other, scored with exact metrics; the 422s name the field and what i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +84,24 @@ def test_the_oracle_refuses_what_it_cannot_serve(server):
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["loc"][-1] == "model"
     assert "boxes" in r.text and "moons" in r.text  # the datasets that have one
+
+
+def test_the_density_grid_is_normalised_and_its_bad_input_named(server):
+    grid = server.get("/datasets/moons/density?resolution=64").json()
+    cell = (2 * grid["bound"] / grid["resolution"]) ** 2
+    mass = sum(math.exp(v) for row in grid["log_p"] for v in row if v is not None) * cell
+    assert abs(mass - 1) < 1e-5 and grid["noise"] == 2 * grid["bound"] / 64  # log p to 4 places
+    cases = [
+        ("/datasets/line/density?class=left", "class"),
+        ("/datasets/boxes/density?w=2", "w"),
+        ("/datasets/boxes/density?class=middle", "class"),
+        ("/datasets/boxes/density?resolution=5000", "resolution"),
+        ("/datasets/boxes/density?class=left&w=11", "w"),
+        ("/datasets/moons/density?bound=2", "bound"),  # mass beyond the grid
+        ("/datasets/moons/density?bound=0.5", "bound"),
+    ]
+    for path, name in cases:
+        r = server.get(path)
+        assert r.status_code == 422, (path, r.text)
+        detail = r.json()["detail"][0]
+        assert detail["loc"][-1] == name, (path, detail)

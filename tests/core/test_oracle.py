@@ -137,3 +137,15 @@ def test_the_class_guiders_run_on_the_labelled_oracle(oracle_store, variant):
     scale = 0.5 if variant == "cfg_plus_plus" else 2.0  # its scale is l in [0, 1]
     result = sample(model, SampleSpec(variant, scale=scale, label=0, n=64, seed=0, steps=20))
     assert np.isfinite(result.samples).all() and (result.samples[:, 0] < 0).mean() > 0.9
+
+
+def test_class_metrics_on_the_oracle_score_its_posterior_as_the_bayes_rule(tmp_path):
+    """Regression: class metrics read a classifier entry an oracle's manifest has not (500)."""
+    from service.core.class_metrics import class_scores
+
+    store = CheckpointStore(tmp_path)
+    store.save_oracle("gaussians", "improved")
+    model = store.load_ready("gaussians-oracle-improved")
+    result = sample(model, SampleSpec("cfg", scale=1.0, label=1, n=200, seed=0, steps=20))
+    scores = class_scores(model, result.samples, 1, 5)
+    assert abs(scores.classifier_heldout_accuracy - 0.923) < 0.01  # Phi(1 / 0.7)

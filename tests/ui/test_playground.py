@@ -160,3 +160,34 @@ def test_a_class_from_the_address_runs_cfg_and_shows_its_support_fraction(condit
             f"{metrics['support_fraction']:.3f} (data {metrics['data_support_fraction']:.3f})"
         )
         assert stat(a, "support_fraction") == expected
+
+
+def test_the_oracle_with_its_targets_contours_and_the_exact_metrics(tmp_path):
+    from service.core.store import CheckpointStore
+
+    CheckpointStore(tmp_path).save_oracle("boxes", "improved")
+    with live_server(tmp_path, HELDOUT_NLL_POINTS="10") as http, chromium() as driver:
+        query = "a.dataset=boxes&a.model=boxes-oracle-improved&a.variant=cfg&a.class=right"
+        driver.get(f"{http.base_url}?{query}&a.scale=3&a.contours=1")
+        WebDriverWait(driver, 30).until(
+            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
+        )
+        a = panel(driver, "A")
+        canvas = a.find_element(By.TAG_NAME, "canvas")
+        # the target of cfg at w = 3 on disjoint boxes is the right box: its cells are shaded
+        WebDriverWait(driver, 30).until(lambda _: int(canvas.get_attribute("data-contours") or 0))
+        shaded = int(canvas.get_attribute("data-contours"))
+        grid = http.get("/datasets/boxes/density?resolution=90&class=right&w=3").json()
+        peak = max(v for row in grid["log_p"] for v in row if v is not None)
+        expected = sum(v is not None and peak - v < 12 for row in grid["log_p"] for v in row)
+        assert shaded == expected and 0 < shaded < 90 * 90 / 4
+        set_value(a, "n", 400)
+        a.find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
+        assert wait_state(driver, a) == "done", a.text
+        assert "boxes-oracle-improved" in a.text
+        body = {**request_of(a), "class": "right", "model": "boxes-oracle-improved"}
+        exact = http.post("/evaluate", json={**body, "log_p_samples": 0}).json()["exact"]
+        assert stat(a, "exact_log_p") == (
+            f"{exact['mean_log_p_data']:.2f} ({exact['data_mean_log_p']:.2f})"
+        )
+        assert int(canvas.get_attribute("data-contours")) == shaded  # kept under the samples
