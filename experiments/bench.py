@@ -25,6 +25,7 @@ import torch
 from tqdm import tqdm
 
 from experiments import (
+    exact_bench,
     guidance_bench,
     priority_bench,
     profile_bench,
@@ -258,6 +259,7 @@ def bench(
         + priority_bench.RUNS * ("priorities" in sections)
         + 2 * ("overload" in sections)
         + 2 * (1 if quick else 2) * ("refactor" in sections)
+        + len(exact_bench.DATASETS) * ("exact" in sections)
     )
     bar = tqdm(total=total, desc="bench", unit="run")
     report: dict = {"machine": machine(), "device": str(device), "started": time.ctime()}
@@ -296,6 +298,9 @@ def bench(
     if "refactor" in sections:
         size = {"n": 64, "rounds": 1, "steps": 8} if quick else {}
         report["refactor"] = refactor_bench.refactor_cost(Path(store), bar=bar, **size)
+    if "exact" in sections:
+        size = {"n": 2000, "rounds": 1, "steps": 10} if quick else {}
+        report["exact"] = exact_bench.exact_cost(CheckpointStore(store), device, bar=bar, **size)
     bar.close()
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     from experiments.bench_report import render

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from experiments import (
+    exact_bench,
     guidance_bench,
     priority_bench,
     profile_bench,
@@ -165,6 +166,8 @@ def render(report: dict) -> str:
         lines += profile_bench.render(report["profile"])
     if "refactor" in report:
         lines += refactor_bench.render(report["refactor"])
+    if "exact" in report:
+        lines += exact_bench.render(report["exact"])
     if "training" in report:
         t = report["training"]
         lines += [

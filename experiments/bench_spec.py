@@ -14,6 +14,7 @@ SECTIONS = (
     "profile",
     "training",
     "refactor",
+    "exact",
 )
 
 

@@ -406,6 +406,7 @@ BENCH_SECTIONS = (
     "profile",
     "training",
     "refactor",
+    "exact",
 )
 
 

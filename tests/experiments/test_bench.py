@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiments.bench import bench
 
@@ -89,3 +90,20 @@ def test_the_refactor_section_times_a_commit_beside_the_working_tree(tmp_path):
             and r["ratio"] == pytest.approx(r["after_s"] / r["before_s"], rel=1e-2)
         )
     assert "after / before" in "\n".join(refactor_bench.render(report))
+
+
+def test_the_exact_section_times_the_oracle_beside_the_mlp_and_the_metrics():
+    from experiments import exact_bench
+    from service.core.store import CheckpointStore
+    from tests.conftest import SHIPPED_STORE
+
+    report = exact_bench.exact_cost(
+        CheckpointStore(SHIPPED_STORE), torch.device("cpu"), n=256, rounds=2, steps=4
+    )
+    assert [r["dataset"] for r in report["rows"]] == sorted(exact_bench.DATASETS)
+    for r in report["rows"]:
+        assert len(r["spread_oracle"]) == len(r["spread_learned"]) == 2
+        assert r["ratio"] == r["oracle_s"] / r["learned_s"] > 0
+        assert r["metrics_ratio"] == r["metrics_s"] / r["drawing_s"] > 0
+    text = "\n".join(exact_bench.render(report))
+    assert "oracle / MLP" in text and ("met" in text or "missed" in text)
