@@ -1,11 +1,13 @@
 """Guidance and samplers against the ground truth: the oracles beside the learned models.
 
-`python -m experiments.ground_truth` prints two tables (docs/RESULTS.md "Ground truth"):
+`python -m experiments.ground_truth` prints its rows as JSON (docs/RESULTS.md "Ground truth"):
 - each sampler's error with exact scores (the oracle: discretisation alone) against the learned
   improved model, by NFE: the samples' exact mean log p_data minus the data's, and
   KL(samples || data);
 - Density Guidance on the oracle: the fraction of samples whose exact log-density lies within
-  0.5 nats of the requested level, at q = 0.1, 0.5, 0.9.
+  0.5 nats of the requested level, at q = 0.1, 0.5, 0.9;
+- cfg with exact scores and with the learned model against its tilted target;
+- the paper's five variants with the exact grad log p_t.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import math
 import numpy as np
 import torch
 
+from service.core.evaluation import score
 from service.core.exact.datasets import exact_density
 from service.core.exact.metrics import exact_scores, knn_entropy, log_p_data
 from service.core.offline import sample
 from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
 
-SAMPLERS = ("ddpm", "ddim", "heun")
+SAMPLERS = ("ddpm", "ddim", "heun", "dpmpp_2m")
 
 
 def sampler_rows(
@@ -143,6 +146,37 @@ def cfg_rows(
     return rows
 
 
+PAPER_VARIANTS = ("baseline", "fixed", "adaptive", "smoothed", "minimal")
+
+
+def paper_rows(store: CheckpointStore, dataset: str, n: int) -> list[dict]:
+    """The paper's five variants at their default scales with the exact grad log p_t (the
+    oracle's `score` gradient): coverage and the exact metrics, against baseline."""
+    model = store.load_ready(f"{dataset}-oracle-improved")
+    rows = []
+    for variant in PAPER_VARIANTS:
+        gradient = None if variant == "baseline" else "score"
+        ev = score(model, sample(model, SampleSpec(variant, n=n, seed=0, gradient=gradient)))
+        ex = ev.exact
+        rows.append(
+            {
+                "dataset": dataset,
+                "variant": variant,
+                "scale": ev.scale,
+                "kl_bits": ev.kl_bits,
+                "precision": ev.precision,
+                "recall": ev.recall,
+                "log_p_gap": None
+                if ex.mean_log_p_data is None
+                else ex.mean_log_p_data - ex.data_mean_log_p,
+                "reverse_kl_bits": ex.reverse_kl_bits,
+                "nonfinite": ev.nonfinite,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--store", default="model_store")
@@ -151,15 +185,24 @@ def main() -> None:
     p.add_argument("--steps", default="10,20,50,100")
     p.add_argument("--density-n", type=int, default=500)
     p.add_argument("--cfg-datasets", default="boxes,gaussians")
+    p.add_argument("--paper-datasets", default="moons,dino,line,circle")
+    p.add_argument("--skip", default="", help="parts to skip: samplers,density,cfg,paper")
     args = p.parse_args()
     torch.set_num_threads(2)
     store = CheckpointStore(args.store)
     steps = tuple(int(s) for s in args.steps.split(","))
-    for dataset in args.datasets.split(","):
-        sampler_rows(store, dataset, args.n, steps)
-        density_rows(store, dataset, args.density_n, 50)
-    for dataset in filter(None, args.cfg_datasets.split(",")):
-        cfg_rows(store, dataset, args.n)
+    skip = set(args.skip.split(","))
+    for dataset in filter(None, args.datasets.split(",")):
+        if "samplers" not in skip:
+            sampler_rows(store, dataset, args.n, steps)
+        if "density" not in skip:
+            density_rows(store, dataset, args.density_n, 50)
+    if "cfg" not in skip:
+        for dataset in filter(None, args.cfg_datasets.split(",")):
+            cfg_rows(store, dataset, args.n)
+    if "paper" not in skip:
+        for dataset in filter(None, args.paper_datasets.split(",")):
+            paper_rows(store, dataset, args.n)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Sample, then score: the one evaluation `POST /evaluate`, `dgs reproduce` and the worker share.
 
-Scores: KL (bits) of the data against the finite samples, and improved precision and recall
-(`core.coverage`) against an equal-sized subset of the same reference data, with the same k.
+Scores: KL (bits) of the data against the finite samples, improved precision and recall
+(`core.coverage`) against an equal-sized subset of the same reference data, with the same k,
+and the exact metrics against the dataset's true density (`core.exact.metrics`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from functools import cache
 
 from service.core.coverage import coverage_against_data
 from service.core.data import reference_points
+from service.core.exact.metrics import ExactScores, exact_scores
 from service.core.kl import DEFAULT_K, finite_rows, kl_divergence_bits, mean_log_rho
 from service.core.model import ReadyModel
 from service.core.offline import SampleResult, sample
@@ -36,6 +38,8 @@ class Evaluation:
     nonfinite_fraction: float
     sampling_seconds: float  # the whole reverse process for the batch of n
     seconds_per_sample: float
+    # against the dataset's exact density (core/exact/metrics.py)
+    exact: ExactScores | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +80,7 @@ def score(model: ReadyModel, result: SampleResult, k: int = DEFAULT_K) -> Evalua
         nonfinite_fraction=dropped / n,
         sampling_seconds=result.seconds,
         seconds_per_sample=result.seconds / n,
+        exact=exact_scores(model.dataset, result.samples),
     )
 
 

@@ -20,7 +20,6 @@ from service.api.state import AppState, StateDep
 from service.api.submission import run_job
 from service.core.class_metrics import class_scores, has_class_metrics
 from service.core.evaluation import score
-from service.core.exact.metrics import exact_scores
 from service.core.model import ReadyModel
 from service.core.offline import SampleResult
 from service.serving.job import Job
@@ -85,7 +84,7 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
     sampler = job.plan.sampler.name
     held_out = await heldout(state, model)
     nll = held_out.nll_bits
-    exact = await run_in_threadpool(exact_scores, model.dataset, job.samples)
+    exact = ev.exact
     state.metrics.on_exact(body.dataset, model.name, ev.variant, sampler, exact)
     if nll is not None and body.model is None and model.objective == "plain":
         state.metrics.on_nll(body.dataset, nll)
