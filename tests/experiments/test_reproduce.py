@@ -55,9 +55,12 @@ def test_cells_are_what_evaluate_returns(results, tiny_store):
     with open(results / "table1.csv") as f:
         fixed = next(r for r in csv.DictReader(f) if r["variant"] == "fixed")
     model = CheckpointStore(tiny_store).load_ready("moons-density")
-    assert float(fixed["kl_bits"]) == pytest.approx(
-        evaluate(model, SampleSpec(variant="fixed", n=400)).kl_bits
-    )
+    ev = evaluate(model, SampleSpec(variant="fixed", n=400))
+    assert float(fixed["kl_bits"]) == pytest.approx(ev.kl_bits)
+    # and the exact metrics beside it: the samples' exact log p against the data's own
+    gap = ev.exact.mean_log_p_data - ev.exact.data_mean_log_p
+    assert float(fixed["exact_log_p_gap"]) == pytest.approx(gap)
+    assert float(fixed["exact_reverse_kl_floor_bits"]) > 0
 
 
 def test_sweep_and_figures(results):
