@@ -49,6 +49,8 @@ def sampler_rows(
                         "steps": s,
                         "nfe": result.evaluations,
                         "log_p_gap": ex.mean_log_p_data - ex.data_mean_log_p,
+                        "median_gap": ex.median_log_p_data - ex.data_median_log_p,
+                        "off_data": ex.off_data_fraction,
                         "reverse_kl_bits": ex.reverse_kl_bits,
                         "reverse_kl_floor_bits": ex.reverse_kl_floor_bits,
                     }
@@ -170,6 +172,8 @@ def paper_rows(store: CheckpointStore, dataset: str, n: int) -> list[dict]:
                 if ex.mean_log_p_data is None
                 else ex.mean_log_p_data - ex.data_mean_log_p,
                 "reverse_kl_bits": ex.reverse_kl_bits,
+                "median_gap": ex.median_log_p_data - ex.data_median_log_p,
+                "off_data": ex.off_data_fraction,
                 "nonfinite": ev.nonfinite,
             }
         )

@@ -365,6 +365,15 @@ class ExactMetrics(BaseModel):
     reverse_kl_floor_bits: float | None = Field(
         None, description="Mean |reverse_kl_bits| of exact sets of the same size."
     )
+    median_log_p_data: float | None = Field(
+        None, description="The samples' median exact log p_data (robust to far outliers)."
+    )
+    data_median_log_p: float | None = Field(None, description="The data's own median.")
+    off_data_fraction: float | None = Field(
+        None,
+        description="The fraction of samples below the data's own 0.1% quantile of log p_data "
+        "(exact samples: 0.001).",
+    )
     forward_kl_bits: float | None = Field(
         None,
         description="The model's KL(p_data || p_model) in bits: held-out NLL minus the data's "

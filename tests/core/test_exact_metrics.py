@@ -27,6 +27,8 @@ def test_exact_samples_read_the_datas_score_and_the_floor(name):
     )
     assert abs(scores.energy_distance) < 4 * scores.energy_distance_floor
     assert abs(scores.reverse_kl_bits) < 4 * scores.reverse_kl_floor_bits
+    # 4,000 draws: 4 expected below the 0.1% quantile (Poisson: at most 15 with room to spare)
+    assert scores.off_data_fraction <= 15 / 4000
 
 
 @pytest.mark.parametrize("name", ["moons", "dino"])
@@ -40,6 +42,8 @@ def test_a_known_perturbation_reads_above_the_floor_and_grows(name):
     assert large.reverse_kl_bits > 2 * small.reverse_kl_bits
     # blurred samples sit lower on the density than the data's own
     assert large.mean_log_p_data < small.mean_log_p_data < small.data_mean_log_p
+    assert large.median_log_p_data < small.median_log_p_data < small.data_median_log_p
+    assert large.off_data_fraction > small.off_data_fraction > 0.005  # 5x the exact rate
     # the energy distance is global: it needs a bigger change, a shift of 0.3
     shifted = exact_scores(name, samples + [0.3, 0.0])
     assert shifted.energy_distance > 4 * shifted.energy_distance_floor
