@@ -22,6 +22,7 @@ import torch
 from service.core.evaluation import score
 from service.core.exact.datasets import exact_density
 from service.core.exact.metrics import exact_scores, knn_entropy, log_p_data
+from service.core.likelihood import model_log_likelihood
 from service.core.offline import sample
 from service.core.spec import SampleSpec
 from service.core.store import CheckpointStore
@@ -80,6 +81,44 @@ def density_rows(store: CheckpointStore, dataset: str, n: int, steps: int) -> li
         )
         print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def learned_density_rows(store: CheckpointStore, dataset: str, n: int, steps: int) -> list[dict]:
+    """Density Guidance on the learned model, its misses split: integration error (the tracked
+    log-density against the model's exact ODE likelihood of the same end point) and model error
+    (that likelihood against the exact log p_0), all in x at the first noise level (nats)."""
+    model = store.load_ready(f"{dataset}-plain-improved")
+    a0, s0 = (float(v) for v in levels_at_zero(model))
+    jac = math.log1p((s0 / a0) ** 2)  # log p_x = log p_y + log(1 + sigma0^2) in 2D
+    rows = []
+    for q in (0.1, 0.5, 0.9):
+        result = sample(model, SampleSpec("density", scale=q, n=n, seed=0, steps=steps))
+        target = result.target_log_p + jac
+        tracked = result.log_p + jac
+        ode = model_log_likelihood(model, result.samples, at_level=0).log_density
+        exact = (
+            exact_density(dataset)
+            .log_p(torch.tensor(result.samples, dtype=torch.float64), a0, s0)
+            .numpy()
+        )
+        rows.append(
+            {
+                "dataset": dataset,
+                "q": q,
+                "target": target,
+                "within_0_5_nats_exact": float(np.mean(np.abs(exact - target) <= 0.5)),
+                "within_0_5_nats_model": float(np.mean(np.abs(ode - target) <= 0.5)),
+                "integration_error": float(np.median(np.abs(tracked - ode))),
+                "model_error": float(np.median(np.abs(ode - exact))),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def levels_at_zero(model) -> tuple[float, float]:
+    ab = float(model.schedule.alpha_bar[0])
+    return math.sqrt(ab), math.sqrt(1 - ab)
 
 
 def tilted_log_density(dataset: str, label: int, w: float, points: np.ndarray, log_z: float):
@@ -190,7 +229,9 @@ def main() -> None:
     p.add_argument("--density-n", type=int, default=500)
     p.add_argument("--cfg-datasets", default="boxes,gaussians")
     p.add_argument("--paper-datasets", default="moons,dino,line,circle")
-    p.add_argument("--skip", default="", help="parts to skip: samplers,density,cfg,paper")
+    p.add_argument(
+        "--skip", default="", help="parts to skip: samplers,density,learned-density,cfg,paper"
+    )
     args = p.parse_args()
     torch.set_num_threads(2)
     store = CheckpointStore(args.store)
@@ -201,6 +242,8 @@ def main() -> None:
             sampler_rows(store, dataset, args.n, steps)
         if "density" not in skip:
             density_rows(store, dataset, args.density_n, 50)
+        if "learned-density" not in skip:
+            learned_density_rows(store, dataset, args.density_n, 50)
     if "cfg" not in skip:
         for dataset in filter(None, args.cfg_datasets.split(",")):
             cfg_rows(store, dataset, args.n)
