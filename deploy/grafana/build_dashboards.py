@@ -232,6 +232,24 @@ LATENCY_ROWS: dict[str, list[PanelSpec]] = {
             (Query("sampler_mean_log_p", "{{dataset}} {{variant}}"),),
         ),
         PanelSpec(
+            "Exact log p_data of the samples",
+            "The latest POST /evaluate's samples' mean exact log-density under the dataset's "
+            "true density (nats), by model, beside the data's own, -H (series 'data').",
+            (
+                Query("sampler_exact_mean_log_p_data", "{{model}} {{variant}}"),
+                Query("sampler_exact_data_mean_log_p", "data {{dataset}}"),
+            ),
+        ),
+        PanelSpec(
+            "Distance to the exact data, and support",
+            "Energy distance to exact draws of the dataset, and on line and boxes the fraction "
+            "of samples on the support, latest POST /evaluate by model.",
+            (
+                Query("sampler_exact_energy_distance", "energy {{model}} {{variant}}"),
+                Query("sampler_exact_support_fraction", "on support {{model}} {{variant}}"),
+            ),
+        ),
+        PanelSpec(
             "Loaded models",
             "One per loaded checkpoint, by dataset.",
             (Query("count by (dataset) (sampler_model_info)", "{{dataset}}"),),
