@@ -194,6 +194,13 @@ class Metrics:
             ["dataset", "model", "variant", "sampler"],
             registry=r,
         )
+        self.off_data_fraction = Gauge(
+            "sampler_exact_off_data_fraction",
+            "The latest /evaluate's fraction of samples below the data's own 0.1% quantile of "
+            "exact log p_data (exact samples: 0.001), by model.",
+            ["dataset", "model", "variant", "sampler"],
+            registry=r,
+        )
         self.support_fraction = Gauge(
             "sampler_exact_support_fraction",
             "line and boxes: the latest /evaluate's fraction of samples on the support.",
@@ -300,6 +307,8 @@ class Metrics:
             self.exact_log_p.labels(*labels).set(exact.mean_log_p_data)
         if exact.energy_distance is not None:
             self.energy_distance.labels(*labels).set(exact.energy_distance)
+        if exact.off_data_fraction is not None:
+            self.off_data_fraction.labels(*labels).set(exact.off_data_fraction)
         if exact.support_fraction is not None:
             self.support_fraction.labels(*labels).set(exact.support_fraction)
 
