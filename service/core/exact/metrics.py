@@ -10,11 +10,11 @@
   U-statistics. It is 0 exactly when the two distributions are equal, needs no density estimate
   or k (unlike the k-NN KL, whose floor went negative), and its noise on exact samples,
   `energy_distance_floor` (the mean |D^2| of independent exact sets of the same size), says what
-  a perfect sampler reads. It is global: a blur of 0.3 on moons stays within its floor.
+  a perfect sampler reads. It is global: it needs a larger change to rise above its floor.
 - `reverse_kl_bits`: KL(samples || p_data) = -H(samples) - E_samples[log p_data], the cross
   term exact and only the samples' entropy estimated (Kozachenko-Leonenko, k = ENTROPY_K):
-  sensitive to the fine structure the energy distance misses (moons blurred by 0.05: 0.11 bits
-  against a floor of 0.03), over the samples on the support. `reverse_kl_floor_bits` is its
+  sensitive to the fine structure the energy distance misses (a blur of 0.05 lifts it above
+  twice its floor on moons and dino), over the samples on the support. `reverse_kl_floor_bits` is its
   mean |reading| on exact sets of the same size (the entropy estimator's bias and noise).
 - the mean and KL are harsh on sharp densities: one sample a unit off dino's 0.011-wide blobs
   weighs -4,000 nats. `median_log_p_data` and `off_data_fraction` (the samples below the data's
