@@ -14,8 +14,9 @@
 - `reverse_kl_bits`: KL(samples || p_data) = -H(samples) - E_samples[log p_data], the cross
   term exact and only the samples' entropy estimated (Kozachenko-Leonenko, k = ENTROPY_K):
   sensitive to the fine structure the energy distance misses (a blur of 0.05 lifts it above
-  twice its floor on moons and dino), over the samples on the support. `reverse_kl_floor_bits` is its
-  mean |reading| on exact sets of the same size (the entropy estimator's bias and noise).
+  twice its floor on moons and dino), over the samples on the support.
+  `reverse_kl_floor_bits` is its mean |reading| on exact sets of the same size (the entropy
+  estimator's bias and noise).
 - the mean and KL are harsh on sharp densities: one sample a unit off dino's 0.011-wide blobs
   weighs -4,000 nats. `median_log_p_data` and `off_data_fraction` (the samples below the data's
   own 0.1% quantile of log p_data; exact samples read 0.001) are the robust readings.
