@@ -7,7 +7,7 @@ ODE's first-order solver), on class 0 of each labelled dataset, scored by the co
 E[1 / p(c | x)]) and by improved precision and recall against the class's own data.
 
 Matched weights: every guider but CFG++ takes w itself. CFG++'s l is another unit: with the
-sampler's per-stage re-noising ratio rho_t (core/samplers.py) one CFG++ stage at l is exactly
+sampler's per-stage re-noising ratio rho_t (core/samplers/base.py) one CFG++ stage at l is exactly
 a cfg stage at w_t = (1 - rho_t) l, so CFG++ runs at l = w / mean_t(1 - rho_t), the l whose
 mean effective weight is w (at 100 steps of the shipped conditional models' schedule about
 w / 12 with DDIM and w / 6 with DDPM), capped at CFG++'s largest l, 1.

@@ -6,7 +6,7 @@ On the probability-flow ODE in variance-exploding coordinates (y = x / sqrt(ab),
     d log p_s(y_s) / ds = -div_y eps + (score . (dy/ds - eps)),   score = -eps / s,
 
 so scaling the noise prediction, dy/ds = eta eps, moves log p at the rate
--div_y eps - (eta - 1) |eps|^2 / s. Each step of EDM's Heun solver (core/samplers.py) solves a
+-div_y eps - (eta - 1) |eps|^2 / s. Each step of EDM's Heun solver (core/samplers/heun.py) solves a
 row's eta so that its log-density lands on a target path: that is Density Guidance's rescaled
 score (the paper's eta = 1 + .../|s score|^2), with the exact 2x2 divergence in place of its
 high-dimensional approximation. Heun, not DDIM's Euler steps: along a first-order path the
@@ -108,7 +108,7 @@ def steered_eps(
 ) -> torch.Tensor:
     """One Heun evaluation of Density Guidance for one chunk (all its rows at one stage), from
     its eps and exact divergence: -> the eps to hand to the Heun update; `tracking` is updated
-    in place. `coef`: Heun's coefficients (core/samplers.py names them).
+    in place. `coef`: Heun's coefficients (core/samplers/heun.py names them).
 
     Predictor at s (step h = s' - s < 0): eta solved from the left-point rate; the lone last
     step (to s' = 0) ends there. Corrector at s': eta solved again from the trapezoid of both

@@ -2,7 +2,7 @@
 
 Per network evaluation a plan holds one row of WIDTH floats: the sampler's coefficients
 (COEF, named by `Sampler.columns`), the network timestep, the class index, whether the
-guider's reference pass runs (`active`), the sampler's re-noising ratio (core/samplers.py),
+guider's reference pass runs (`active`), the sampler's re-noising ratio (core/samplers/base.py),
 and up to GUIDER_SLOTS columns the guider names itself (`Guider.columns`: gamma and alpha, a
 weight, a target...). Every plan of every guider and sampler has the same width, so a step
 gathers the rows of any mix of plans from one tensor.

@@ -8,7 +8,7 @@ The data prediction uses the guided eps_l = eps_u + l (eps_c - eps_u) with a sma
 
 and for EDM's Euler/Heun steps, in y = x / sqrt(ab): y' = x0(eps_l) + sig' eps_u (the
 trapezoid of both stages' slopes for Heun). Each sampler states, per stage, how much of its
-eps re-noises (core/samplers.py, `renoise`), so the sampler is handed
+eps re-noises (core/samplers/base.py, `renoise`), so the sampler is handed
 eps_l + renoise (eps_u - eps_l) and runs unchanged.
 
 At one step CFG++ with l is cfg with w_t = l sig_t / |sig' - sig_t|, which grows with the
