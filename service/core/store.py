@@ -11,11 +11,9 @@ so a torn, corrupt, tampered or mismatched checkpoint raises `CheckpointError` a
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from service.core.atomic import canonical_sha256, sha256_bytes, write_atomic
 from service.core.classifier import Classifier, ClassifierConfig
 from service.core.exact.datasets import exact_density
 from service.core.manifest import ORACLE, Manifest, ManifestError
@@ -66,36 +65,14 @@ class Checkpoint:
         return self.manifest.schedule
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def manifest_id(manifest: dict[str, Any]) -> str:
     """sha256 of the canonical JSON of every field but `id` (sorted keys, no whitespace)."""
-    body = {k: v for k, v in manifest.items() if k != "id"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return sha256_bytes(canonical.encode())
+    return canonical_sha256({k: v for k, v in manifest.items() if k != "id"})
 
 
 def sealed(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest with its `id` made anew: what saving a changed model does."""
     return {**manifest, "id": manifest_id(manifest)}
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # not mkstemp's 0600: a server may run as another user
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class CheckpointStore:
