@@ -8,8 +8,12 @@ the order /samplers lists them in (the default, ddpm, first).
 from service.core.samplers import (  # noqa: F401  the registry: each module registers its own
     ddpm,
     ddim,
+    euler_a,
     heun,
     dpmpp_2m,
+    dpmpp_2m_sde,
+    dpmpp_3m_sde,
+    unipc,
 )
 
 # isort: on

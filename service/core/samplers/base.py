@@ -29,7 +29,7 @@ import torch
 from service.core.params import Param
 from service.core.schedule import Schedule
 
-COEF_WIDTH = 5
+COEF_WIDTH = 12
 ETA_RANGE = (0.0, 1.0)
 
 
@@ -83,9 +83,16 @@ def descending(*tables: torch.Tensor) -> list[torch.Tensor]:
 
 
 def pad_columns(columns: list[torch.Tensor]) -> torch.Tensor:
-    table = torch.stack(columns, dim=1)
+    return pad_table(torch.stack(columns, dim=1))
+
+
+def pad_table(table: torch.Tensor) -> torch.Tensor:
+    """(E, c) -> (E, COEF_WIDTH): every plan row has the same width, unused columns zero."""
+    if table.shape[1] > COEF_WIDTH:
+        raise ValueError(f"a sampler has at most {COEF_WIDTH} coefficients, got {table.shape[1]}")
     return torch.cat([table, table.new_zeros(len(table), COEF_WIDTH - table.shape[1])], dim=1)
 
 
 def one_per_step(t: torch.Tensor, coef: torch.Tensor, renoise: torch.Tensor) -> Stages:
-    return Stages(t, coef, renoise, torch.arange(len(t)))
+    """One evaluation a step; `coef` (S, c) in evaluation order, padded here."""
+    return Stages(t, pad_table(coef), renoise, torch.arange(len(t)))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-
 from service.core.params import Param
 from service.core.samplers.base import (
     ETA_RANGE,
     Sampler,
+    Stages,
     descending,
     levels,
     one_per_step,
@@ -17,7 +16,7 @@ from service.core.samplers.registry import register
 from service.core.schedule import Schedule
 
 
-def _ddim_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _ddim_stages(s: Schedule, params: dict[str, float]) -> Stages:
     ab, ab_prev = levels(s)
     eta = params["eta"]
     std = eta * ((1 - ab_prev) / (1 - ab)).sqrt() * (1 - ab / ab_prev).clamp(min=0).sqrt()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import torch
-
-from service.core.samplers.base import Sampler, descending, one_per_step
+from service.core.samplers.base import Sampler, Stages, descending, one_per_step, pad_columns
 from service.core.samplers.registry import register
 from service.core.schedule import Schedule
 
 
-def _ddpm_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _ddpm_stages(s: Schedule, params: dict[str, float]) -> Stages:
     # the schedule's own float32 coefficients, so results stay bit-identical to the sampler
     # this service always had
     columns = [
@@ -19,7 +17,7 @@ def _ddpm_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tensor, t
         s.posterior_mean_coef2,
         s.posterior_std,
     ]
-    table = torch.stack([c.cpu() for c in columns], dim=1)
+    table = pad_columns([c.cpu() for c in columns])
     t, table = descending(s.timesteps.cpu(), table)
     # the x_t term of the posterior mean, c2 x_t = c2 (sqrt(ab) x0 + sqrt(1 - ab) eps), is the
     # re-noising: c2 sqrt(1 - ab) against the whole eps coefficient -c1 sqrt(1/ab - 1)

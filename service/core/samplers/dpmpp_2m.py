@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from service.core.samplers.base import Sampler, levels, one_per_step
+from service.core.samplers.base import Sampler, Stages, levels, one_per_step
 from service.core.samplers.registry import register
 from service.core.schedule import Schedule
 
 
-def _dpmpp_2m_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _dpmpp_2m_stages(s: Schedule, params: dict[str, float]) -> Stages:
     ab, ab_prev = levels(s)
     sig, sig_prev = (1 / ab - 1).sqrt(), (1 / ab_prev - 1).sqrt()
     lam = -sig.log()  # lambda = log(alpha / sigma) = -log(sig)

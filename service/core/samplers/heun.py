@@ -9,7 +9,7 @@ from service.core.samplers.registry import register
 from service.core.schedule import Schedule
 
 
-def _heun_stages(s: Schedule, params: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
+def _heun_stages(s: Schedule, params: dict[str, float]) -> Stages:
     ab, ab_prev = levels(s)
     sig, sig_prev = (1 / ab - 1).sqrt(), (1 / ab_prev - 1).sqrt()
     times, rows, renoise, steps = [], [], [], []
