@@ -37,6 +37,7 @@ import torch
 from service.core.model import ReadyModel
 from service.core.passes import eps_and_divergence
 from service.core.samplers import get_sampler
+from service.core.schedule import Schedule
 
 CALIBRATION_ROWS = 2048
 CALIBRATION_SEED = 20_250_212
@@ -136,13 +137,14 @@ def steered_eps(
     return eta[:, None] * (e1 + eps) - eta_p[:, None] * e1
 
 
-def calibrate(model: ReadyModel, steps: int | None) -> np.ndarray:
-    """Tracked log p of CALIBRATION_ROWS unguided Heun trajectories (the model's samples):
-    (S + 1, rows), row i after i steps, each row sorted. Cached on the model."""
-    key = ("density-calibration", steps)
+def calibrate(model: ReadyModel, schedule: Schedule) -> np.ndarray:
+    """Tracked log p of CALIBRATION_ROWS unguided Heun trajectories (the model's samples) on the
+    (respaced) `schedule` a plan runs on: (S + 1, rows), row i after i steps, each row sorted.
+    Cached on the model, by the schedule's timesteps."""
+    key = ("density-calibration", tuple(schedule.timesteps.tolist()))
     if key in model.plans:
         return model.plans[key]
-    stages = HEUN.stages(model.schedule_for(steps), {})
+    stages = HEUN.stages(schedule, {})
     coefs = stages.coef.float().to(model.device)
     g = torch.Generator(device="cpu").manual_seed(CALIBRATION_SEED)
     x = torch.randn(CALIBRATION_ROWS, 2, generator=g).to(model.device)  # the model's own starts

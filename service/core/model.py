@@ -10,7 +10,9 @@ import torch
 from service.core.energy import gaussian_coef
 from service.core.manifest import ModelKind
 from service.core.network import Denoiser, InferenceWeights, inference_weights
-from service.core.schedule import Schedule, make_schedule
+from service.core.schedule import Schedule, full_alpha_bar, make_schedule
+from service.core.spacing import DEFAULT_SPACING, TUNED
+from service.core.tuned_spacing import TunedSpacing
 
 
 @dataclass(frozen=True)
@@ -39,17 +41,31 @@ class ReadyModel:
     levels: tuple[torch.Tensor, torch.Tensor] | None = field(
         default=None, repr=False, compare=False
     )
-    _respaced: dict[int, Schedule] = field(default_factory=dict, repr=False, compare=False)
+    # the timesteps searched for it (core/tuned_spacing.py), or why its side file is not used
+    tuned_spacing: TunedSpacing | None = field(default=None, repr=False, compare=False)
+    tuned_spacing_error: str | None = field(default=None, repr=False, compare=False)
+    _respaced: dict[tuple[int, str], Schedule] = field(
+        default_factory=dict, repr=False, compare=False
+    )
     # sampling plans by (variant, scale, steps): built once, then shared by requests
     plans: dict[tuple, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def schedule_for(self, steps: int | None) -> Schedule:
-        """The full schedule, or its respacing to `steps` reverse steps (built once, cached)."""
+    def schedule_for(self, steps: int | None, spacing: str = DEFAULT_SPACING) -> Schedule:
+        """The full schedule, or its respacing to `steps` reverse steps at the timesteps
+        `spacing` picks (core/spacing.py; built once, cached)."""
         if steps is None or steps == self.schedule.num_steps:
             return self.schedule
-        if steps not in self._respaced:
-            self._respaced[steps] = make_schedule(self.schedule.config, steps).to(self.device)
-        return self._respaced[steps]
+        key = (steps, spacing)
+        if key not in self._respaced:
+            kept = None
+            if spacing == TUNED:
+                if self.tuned_spacing is None:
+                    raise ValueError(f"model {self.name!r} has no tuned spacing")
+                log_sig = (1 / full_alpha_bar(self.schedule.config) - 1).log() / 2
+                kept = self.tuned_spacing.kept(steps, log_sig)
+            respaced = make_schedule(self.schedule.config, steps, spacing, kept)
+            self._respaced[key] = respaced.to(self.device)
+        return self._respaced[key]
 
     @property
     def id(self) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -34,6 +34,8 @@ class SampleResult:
     log_p: np.ndarray | None = None
     target_log_p: float | None = None
     label: int | None = None  # a conditional model's class (None: unconditional)
+    spacing: str = "uniform"  # the timesteps' spacing (core/spacing.py)
+    sampler_params: dict[str, float] = field(default_factory=dict)
 
 
 def count_nonfinite(samples: np.ndarray) -> int:
@@ -88,4 +90,6 @@ def sample(
         collect_log_p(chunks),
         plan.final_target,
         plan.label,
+        plan.spacing,
+        plan.sampler_params,
     )

@@ -9,7 +9,9 @@ from functools import cached_property
 
 import torch
 
+from service.core import few_step
 from service.core.errors import RequestError
+from service.core.few_step import FEW_STEP
 from service.core.guiders import GUIDERS, all_params, get_guider
 from service.core.guiders.base import Guider, Pass, PlanContext
 from service.core.guiders.conditional import check_guide_field, resolve_label
@@ -27,6 +29,7 @@ from service.core.plan_columns import (
     column_names,
 )
 from service.core.samplers import Sampler, get_sampler, sampler_params
+from service.core.spacing import DEFAULT_SPACING, SPACINGS
 from service.core.spec import SampleSpec
 
 MAX_CACHED_PLANS = 1024
@@ -43,6 +46,7 @@ class Plan:
     sampler_params: dict[str, float]
     guider_params: dict[str, float]
     steps: int  # S, positions on the (respaced) schedule
+    spacing: str  # which of the model's timesteps the S positions are (core/spacing.py)
     stages: list[list[float]]  # stages[p] = the plan row of WIDTH floats (see the layout)
     # `stages` as a tensor on the model's device: a step gathers its chunks' rows from it by
     # index instead of building a tensor from nested Python floats (~3 us a chunk a step)
@@ -122,6 +126,20 @@ def resolve_scale(g: Guider, scale: float | None) -> float:
     return float(scale)
 
 
+def resolve_spacing(name: str | None, model: ReadyModel) -> str:
+    if name is None:
+        return DEFAULT_SPACING
+    if name not in SPACINGS:
+        raise RequestError("spacing", f"unknown spacing {name!r:.40}", f"one of {list(SPACINGS)}")
+    if SPACINGS[name].per_model and model.tuned_spacing is None:
+        why = model.tuned_spacing_error or "none was tuned for it (dgs tune-spacing)"
+        others = [s for s, sp in SPACINGS.items() if not sp.per_model]
+        raise RequestError(
+            "spacing", f"model {model.name!r} has no {name} spacing: {why}", f"one of {others}"
+        )
+    return name
+
+
 def _check_sampler(g: Guider, smp: Sampler, params: dict[str, float]) -> None:
     if g.samplers is not None and smp.name not in g.samplers:
         raise RequestError(
@@ -145,8 +163,15 @@ def make_plan(model: ReadyModel, spec: SampleSpec, guide: ReadyModel | None = No
     _refuse_untaken(g, spec, guide)
     gradient = g.gradient(model, spec.gradient) if g.gradient is not None else None
     scale = resolve_scale(g, spec.scale)
-    smp = get_sampler(spec.sampler or g.default_sampler)
-    s_params = sampler_params(smp, spec.sampler_params)
+    if few_step.applies(spec, model.schedule.num_timesteps, g.samplers is None):
+        smp, spacing = get_sampler(FEW_STEP.sampler), few_step.spacing_for(model)
+        s_params = sampler_params(smp, FEW_STEP.sampler_params)
+    else:
+        smp, spacing = (
+            get_sampler(spec.sampler or g.default_sampler),
+            resolve_spacing(spec.spacing, model),
+        )
+        s_params = sampler_params(smp, spec.sampler_params)
     _check_sampler(g, smp, s_params)
     takers = {name: owners for name, (_, owners) in all_params().items()}
     g_params = resolve_params("guider_params", g.name, g.params, spec.guider_params, takers)
@@ -157,12 +182,13 @@ def make_plan(model: ReadyModel, spec: SampleSpec, guide: ReadyModel | None = No
     check_guide_field(model, g, guide)
     if g.check is not None:
         g.check(model, spec, guide)
-    key = (g.name, scale, spec.steps, smp.name, tuple(sorted(s_params.items())), gradient)
+    key = (g.name, scale, spec.steps, spacing, smp.name, tuple(sorted(s_params.items())))
+    key += (gradient,)
     key += (tuple(sorted(g_params.items())), spec.target_log_p, label)
     key += (None if guide is None else guide.id, schedule, interval)
     if key in model.plans:
         return model.plans[key]
-    s = model.schedule_for(spec.steps)
+    s = model.schedule_for(spec.steps, spacing)
     stages = smp.stages(s, s_params)
     weight = weight_column(model, stages.t, scale, schedule, interval) if g.weighted else None
     ctx = PlanContext(model, s, smp, stages, scale, g_params, spec, gradient, weight)
@@ -186,6 +212,7 @@ def make_plan(model: ReadyModel, spec: SampleSpec, guide: ReadyModel | None = No
         s_params,
         g_params,
         s.num_steps,
+        spacing,
         table.tolist(),
         table.contiguous().to(model.device),
         g.main(gradient),

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from service.core.spacing import DEFAULT_SPACING, kept_timesteps
+
 
 @dataclass(frozen=True)
 class ScheduleConfig:
@@ -88,8 +90,19 @@ class Schedule:
         return Schedule(config=self.config, **tensors)
 
 
-def make_schedule(config: ScheduleConfig = ScheduleConfig(), steps: int | None = None) -> Schedule:
-    """The schedule of `config`; with `steps` < T, respaced to that many evenly spaced timesteps.
+def full_alpha_bar(config: ScheduleConfig) -> torch.Tensor:
+    """alpha_bar at every trained timestep, float64 (T,)."""
+    return torch.cumprod(1 - BETA_SCHEDULES[config.kind](config), dim=0)
+
+
+def make_schedule(
+    config: ScheduleConfig = ScheduleConfig(),
+    steps: int | None = None,
+    spacing: str = DEFAULT_SPACING,
+    kept: list[int] | None = None,
+) -> Schedule:
+    """The schedule of `config`; with `steps` < T, respaced to that many of its timesteps, which
+    `spacing` picks (core/spacing.py; by default evenly spaced), or the `kept` ones given.
 
     Respacing keeps alpha_bar at the kept timesteps and rederives the betas between them
     (improved DDPM, section 4), so a 20-step run is the same model's 20-step DDPM.
@@ -100,11 +113,13 @@ def make_schedule(config: ScheduleConfig = ScheduleConfig(), steps: int | None =
     steps = T if steps is None else steps
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in [1, {T}], got {steps}")
-    # float64 for the products, float32 to use
-    full_alpha_bar = torch.cumprod(1 - BETA_SCHEDULES[config.kind](config), dim=0)
-    kept = sorted({round(v) for v in torch.linspace(T - 1, 0, steps, dtype=torch.float64).tolist()})
+    full = full_alpha_bar(config)  # float64 for the products, float32 to use
+    if kept is None:
+        kept = kept_timesteps(full, steps, spacing) if steps < T else list(range(T))
+    elif len(kept) != steps:
+        raise ValueError(f"{len(kept)} timesteps kept for {steps} steps")
     timesteps = torch.tensor(kept, dtype=torch.long)
-    alpha_bar = full_alpha_bar[timesteps]
+    alpha_bar = full[timesteps]
     betas = 1 - alpha_bar / torch.cat([torch.ones(1, dtype=alpha_bar.dtype), alpha_bar[:-1]])
     alphas = 1 - betas
     alpha_bar_prev = torch.cat([torch.ones(1, dtype=alpha_bar.dtype), alpha_bar[:-1]])

@@ -16,6 +16,7 @@ class SampleSpec:
     steps: int | None = None  # S on the respaced schedule; None: the model's T
     sampler: str | None = None  # None: the guider's default sampler
     sampler_params: Mapping[str, float] = field(default_factory=dict)  # e.g. {"eta": 0.5}
+    spacing: str | None = None  # which timesteps a respaced run keeps (core/spacing.py)
     guider_params: Mapping[str, float] = field(default_factory=dict)  # e.g. {"momentum": -0.5}
     gradient: str | None = None  # the paper's variants: head, score or energy
     target_log_p: float | None = None  # Density Guidance: an absolute target (nats)

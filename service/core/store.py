@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from service.core.model import ReadyModel, make_ready
 from service.core.network import Denoiser
 from service.core.oracle import fingerprint, make_oracle_ready, oracle_manifest
 from service.core.schedule import ScheduleConfig, make_schedule
+from service.core.tuned_spacing import TunedSpacing, read_beside, write_beside
 
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
@@ -207,8 +208,21 @@ class CheckpointStore:
         ckpt = self.load(name)
         schedule = make_schedule(ckpt.schedule)
         if ckpt.analytic is not None:
-            return make_oracle_ready(name, ckpt.analytic, schedule, ckpt.manifest.raw, device)
-        return make_ready(name, ckpt.network, schedule, ckpt.manifest.raw, device, ckpt.classifier)
+            ready = make_oracle_ready(name, ckpt.analytic, schedule, ckpt.manifest.raw, device)
+        else:
+            raw = ckpt.manifest.raw
+            ready = make_ready(name, ckpt.network, schedule, raw, device, ckpt.classifier)
+        # a side file that cannot be used leaves the model served without it, saying why
+        tuned, error = read_beside(ckpt.path, ready.id, schedule.num_timesteps)
+        return replace(ready, tuned_spacing=tuned, tuned_spacing_error=error)
+
+    def save_tuned_spacing(self, name: str, tuned: TunedSpacing) -> Path:
+        """Write a tuned spacing beside the model it was tuned on (its id must be the stored
+        model's)."""
+        manifest = self.read_manifest(name)
+        if tuned.model_id != manifest["id"]:
+            raise CheckpointError(f"{self.path(name)}: tuned on another model, not saved")
+        return write_beside(self.path(name), tuned)
 
     def save(
         self,

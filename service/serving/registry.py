@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from service.core.schedule import make_schedule
 from service.core.spec import SampleSpec
 from service.core.step import advance, make_chunks
 from service.core.store import CheckpointError, CheckpointStore
+from service.core.tuned_spacing import read_beside
 from service.serving.admission import DEFAULT_COST, Admission, Cost
 from service.serving.batcher import BatcherOptions, ModelBatcher
 from service.serving.engine import Engine
@@ -221,8 +222,14 @@ def build_registry(
     for name in store.names():
         try:
             ckpt = store.load(name)  # verified in full every time: a reload sees any change
+            # its tuned spacing (or why its side file is not used): read anew each time too
+            tuned = read_beside(ckpt.path, ckpt.manifest.id, ckpt.schedule.num_timesteps)
             old = previous.models.get(name) if previous else None
-            if old is not None and old.model.id == ckpt.manifest.id:
+            if (
+                old is not None
+                and old.model.id == ckpt.manifest.id
+                and (old.model.tuned_spacing, old.model.tuned_spacing_error) == tuned
+            ):
                 registry.models[name] = old
                 continue
             schedule = make_schedule(ckpt.schedule)
@@ -232,6 +239,7 @@ def build_registry(
                 model = make_ready(
                     name, ckpt.network, schedule, ckpt.manifest.raw, device, ckpt.classifier
                 )
+            model = replace(model, tuned_spacing=tuned[0], tuned_spacing_error=tuned[1])
             cost = DEFAULT_COST
             if warmup:
                 warm_up(model)
@@ -265,4 +273,7 @@ def describe(served: ServedModel) -> dict[str, Any]:
         "recipe": m.recipe,
         "device": str(m.device),
         "manifest": m.manifest,
+        # its side file's tables (core/tuned_spacing.py), or why none is used
+        "tuned_spacing": None if m.tuned_spacing is None else m.tuned_spacing.as_dict(),
+        "tuned_spacing_error": m.tuned_spacing_error,
     }

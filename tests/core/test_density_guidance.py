@@ -14,8 +14,10 @@ from scipy.stats import chi
 from service.core import density_guidance as dg
 from service.core.energy import DATA_STD
 from service.core.errors import RequestError
+from service.core.few_step import FEW_STEP
 from service.core.offline import collect, sample
 from service.core.plan import make_plan
+from service.core.plan_columns import COEF, T_COL
 from service.core.spec import SampleSpec
 from service.core.step import _start, advance, make_chunks
 
@@ -50,13 +52,13 @@ def test_unguided_tracking_is_the_exact_log_density(gaussian):
     trajectory against the closed form: the estimator behind every target."""
     plan = make_plan(gaussian, SampleSpec(variant="density", scale=0.5, sampler="heun"))
     x = torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
-    tracking = dg.Tracking(dg.start_log_density(gaussian, x, int(plan.stages[-1][5])))
+    tracking = dg.Tracking(dg.start_log_density(gaussian, x, int(plan.stages[-1][T_COL])))
     # the density lane with no target: eta = 1 everywhere
     rows = torch.tensor(plan.stages)
     state = x.new_zeros(len(x), 4)
     for p in range(plan.evaluations - 1, -1, -1):
-        coef = rows[p, :5].expand(len(x), -1)
-        t = torch.full((len(x),), int(rows[p, 5]))
+        coef = rows[p, COEF].expand(len(x), -1)
+        t = torch.full((len(x),), int(rows[p, T_COL]))
         no_target = torch.full((len(x),), math.nan)
         eps = dg.density_eps(gaussian, x, t, coef, no_target, tracking, last=p == 0)
         x, state = plan.sampler.update(x, eps, None, coef, state)
@@ -162,8 +164,10 @@ def test_bad_requests_name_their_field(plain_model, kwargs, field):
 
 
 @pytest.mark.parametrize(
-    ("variant", "sampler"), [("density", "heun"), ("prior", "heun"), ("fixed", "ddpm")]
+    ("variant", "sampler"),
+    [("density", "heun"), ("prior", "heun"), ("fixed", FEW_STEP.sampler)],
 )
 def test_a_variant_without_a_sampler_runs_on_its_default(density_model, variant, sampler):
-    """density and prior refuse ddpm, so a request that names no sampler gets heun, not a 422."""
+    """density and prior refuse ddpm, so a request that names no sampler gets heun, not a 422;
+    a variant that runs with every sampler gets the few-step default (core/few_step.py)."""
     assert make_plan(density_model, SampleSpec(variant=variant, steps=10)).sampler.name == sampler

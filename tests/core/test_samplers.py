@@ -38,6 +38,10 @@ SAMPLER_CASES = [
     ("ddim", 0.5, 13),
     ("heun", None, 10),
     ("dpmpp_2m", None, 20),
+    ("euler_a", 0.5, 13),
+    ("dpmpp_2m_sde", None, 20),
+    ("dpmpp_3m_sde", 0.7, 11),
+    ("unipc", None, 20),
 ]
 
 
@@ -59,9 +63,9 @@ def test_ddpm_is_bit_identical_to_the_sampler_before_the_registry(case, golden):
     if not (same_kernels or stable):
         pytest.skip("a chaotic trajectory, and this processor's kernels round otherwise")
     model = CheckpointStore(SHIPPED_STORE).load_ready(name)
-    got = sample(
-        model, SampleSpec(variant=variant, scale=scale, n=n, seed=seed, steps=steps)
-    ).samples
+    # ddpm named: a request naming only steps now gets the few-step default (core/few_step.py)
+    spec = SampleSpec(variant=variant, scale=scale, n=n, seed=seed, steps=steps, sampler="ddpm")
+    got = sample(model, spec).samples
     want = golden[f"{name}-{variant}-{steps}"]
     if same_kernels:
         np.testing.assert_array_equal(got, want)
@@ -192,7 +196,7 @@ def test_heun_gains_the_order_it_promises(plain_model):
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"sampler": "euler_a"}, "unknown sampler 'euler_a'; valid names: ['ddim', 'ddpm'"),
+        ({"sampler": "lms"}, "unknown sampler 'lms'; valid names: ['ddim', 'ddpm'"),
         ({"sampler": "ddim", "sampler_params": {"eta": 1.5}}, "eta must be in [0, 1]"),
         ({"sampler": "ddim", "sampler_params": {"eta": float("nan")}}, "eta must be in [0, 1]"),
         ({"sampler": "heun", "sampler_params": {"eta": 0.5}}, "eta applies only"),

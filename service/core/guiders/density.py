@@ -22,7 +22,7 @@ QUANTILE_SCALE = (0.001, 0.999)  # the scale is a quantile q
 
 
 def _columns(ctx: PlanContext) -> dict[str, torch.Tensor]:
-    table = dg.calibrate(ctx.model, ctx.spec.steps)
+    table = dg.calibrate(ctx.model, ctx.schedule)
     target_log_p = ctx.spec.target_log_p
     quantile = None if target_log_p is not None else ctx.scale
     median = dg.chi2_norm_quantile(0.5)
