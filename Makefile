@@ -51,7 +51,8 @@ dashboards: install
 # each on 2 CPU cores), the improved recipe's plain models (about 5 minutes each) and its
 # energy models (about 11 minutes each: a double backward per step), and the labelled datasets'
 # class-conditional models (about 5-7 minutes each, one thread) with their autoguidance guides
-# (about 20 seconds each).
+# (about 20 seconds each), then the improved plain models' tuned spacings (about 15-30 minutes
+# each on one core: a search over their few-step timesteps).
 models: install
 	$(BIN)/dgs train --dataset all --objective plain --quiet --out model_store
 	$(BIN)/dgs train --dataset all --objective density --quiet --out model_store
@@ -60,6 +61,8 @@ models: install
 	$(BIN)/dgs train --dataset all --objective conditional --recipe improved --quiet --out model_store
 	$(BIN)/dgs train --dataset all --objective conditional --recipe guide --quiet --out model_store
 	$(BIN)/dgs oracles --out model_store
+	$(BIN)/dgs tune-spacing --model-store model_store --model circle-plain-improved \
+	  dino-plain-improved line-plain-improved moons-plain-improved
 
 # Speed benchmarks (about 30 minutes on 2 CPU cores, the refactor section about 10 of them): .bench/bench.json and .bench/bench.md
 bench: install

@@ -15,10 +15,12 @@ from typing import Any, NoReturn
 from service.core.data import DATASETS, LABELLED, PAPER_DATASETS
 from service.core.device import DEVICE_CHOICES
 from service.core.errors import RequestError
+from service.core.few_step import FEW_STEP
 from service.core.guiders import GUIDERS, all_params, scale_bounds
 from service.core.guiders.paper import GRADIENTS
 from service.core.guiders.weights import SCHEDULES
 from service.core.samplers import SAMPLERS
+from service.core.spacing import SPACINGS
 
 SCALE_RANGE = scale_bounds()
 
@@ -202,6 +204,7 @@ def spec_of(args: argparse.Namespace) -> Any:
         steps=args.steps,
         sampler=args.sampler,
         sampler_params=sampler_params,
+        spacing=args.spacing,
         guider_params=_params(args.guider_param, "--guider-param"),
         gradient=args.gradient,
         target_log_p=args.target_log_p,
@@ -238,6 +241,8 @@ def _sample(args: argparse.Namespace) -> int:
             "variant": result.variant,
             "scale": result.scale,
             "sampler": result.sampler,
+            "spacing": result.spacing,
+            "sampler_params": result.sampler_params,
             "steps": result.steps,
             "evaluations": result.evaluations,
             "n": args.n,
@@ -407,6 +412,7 @@ BENCH_SECTIONS = (
     "training",
     "refactor",
     "exact",
+    "few_step",
 )
 
 
@@ -465,6 +471,60 @@ def _add_oracles(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_oracles)
 
 
+def _step_counts(value: str) -> list[int]:
+    try:
+        counts = sorted({int(v) for v in value.split(",")})
+    except ValueError:
+        message = f"expected step counts like 5,10,20, got {value!r:.40}"
+        raise argparse.ArgumentTypeError(message) from None
+    if not counts or counts[0] < 2:
+        raise argparse.ArgumentTypeError("step counts must be at least 2")
+    return counts
+
+
+def _tune_spacing(args: argparse.Namespace) -> int:
+    from service.core.store import CheckpointStore
+    from service.worker.spacing_search import tune
+
+    store = CheckpointStore(args.model_store)
+    for name in args.model:
+        model = store.load_ready(name)
+        if max(args.steps) >= model.schedule.num_timesteps:
+            raise ValueError(
+                f"--steps must be below the model's T = {model.schedule.num_timesteps}"
+            )
+        log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+        existing = model.tuned_spacing if args.refine else None
+        if args.refine and existing is None:
+            why = model.tuned_spacing_error or "it has none"
+            raise ValueError(f"--refine: no tuned spacing of {name} to refine ({why})")
+        if existing is not None and existing.sampler != args.sampler:
+            raise ValueError(f"--refine: {name}'s spacing was tuned for {existing.sampler}")
+        tuned = tune(model, args.sampler, args.steps, n=args.n, log=log, existing=existing)
+        path = store.save_tuned_spacing(name, tuned)
+        _print_json({"model": name, "path": str(path), **tuned.as_dict()})
+    return 0
+
+
+def _add_tune_spacing(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune-spacing",
+        help="search a model's few-step timesteps on its samples' KL; write them beside it",
+    )
+    p.add_argument("--model", required=True, nargs="+", type=_model_name, help="model ids")
+    p.add_argument("--model-store", type=_existing_folder, default="model_store")
+    p.add_argument("--sampler", default=FEW_STEP.sampler, choices=sorted(SAMPLERS))
+    p.add_argument("--steps", type=_step_counts, default=[5, 8, 10, 12, 15, 20], help="e.g. 5,8,10")
+    p.add_argument("--n", type=_positive, default=4000, help="samples per trial")
+    p.add_argument(
+        "--refine",
+        action="store_true",
+        help="start from the model's stored tables: only the pass from smaller step counts up",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_tune_spacing)
+
+
 def _add_sample(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample offline from one model of the store")
     p.add_argument("--model", required=True, type=_model_name, help="model id, e.g. moons-plain")
@@ -475,7 +535,19 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=_positive, default=1000)
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--steps", type=_positive, default=None, help="default: the model's T")
-    p.add_argument("--sampler", default="ddpm", choices=sorted(SAMPLERS))
+    p.add_argument(
+        "--sampler",
+        default=None,
+        choices=sorted(SAMPLERS),
+        help="default: the variant's (ddpm for most); with --steps alone, the few-step default "
+        f"({FEW_STEP.sampler}, {FEW_STEP.spacing} spacing)",
+    )
+    p.add_argument(
+        "--spacing",
+        default=None,
+        choices=list(SPACINGS),
+        help="which of the model's timesteps a run of fewer than T steps keeps (default uniform)",
+    )
     p.add_argument("--eta", type=float, default=None, help="ddim only: in [0, 1] (default 0)")
     p.add_argument(
         "--gradient", default=None, choices=sorted(GRADIENTS), help="paper variants' gradient"
@@ -575,6 +647,7 @@ def _add_loglik(sub: argparse._SubParsersAction) -> None:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_oracles,
+    _add_tune_spacing,
     _add_serve,
     _add_sample,
     _add_loglik,

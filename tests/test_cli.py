@@ -274,3 +274,47 @@ def test_sample_takes_guider_parameters(capsys):
     code, out, err = run(sample_args(*argv, *flags), capsys)
     assert code == 0, err
     assert strict_json(out)["variant"] == "apg"
+
+
+def test_sample_takes_a_spacing_and_says_what_it_ran(capsys):
+    code, out, err = run(
+        sample_args("--model", "moons-plain-improved", "--sampler", "ddim", "--spacing", "karras"),
+        capsys,
+    )
+    assert code == 0, err
+    got = strict_json(out)
+    assert (got["sampler"], got["spacing"], got["sampler_params"]) == ("ddim", "karras", {"eta": 0})
+
+
+def test_sample_with_only_steps_runs_the_few_step_default(capsys):
+    from service.core.few_step import FEW_STEP, spacing_for
+    from service.core.store import CheckpointStore
+
+    model = CheckpointStore(SHIPPED_STORE).load_ready("moons-plain-improved")
+    code, out, err = run(sample_args("--model", "moons-plain-improved"), capsys)
+    assert code == 0, err
+    got = strict_json(out)
+    assert (got["sampler"], got["spacing"]) == (FEW_STEP.sampler, spacing_for(model))
+
+
+@pytest.mark.parametrize(
+    "flags, fragment",
+    [
+        (["--steps", "1,5"], "step counts must be at least 2"),
+        (["--steps", "5,x"], "expected step counts like 5,10,20"),
+        (["--steps", "5,100"], "--steps must be below the model's T = 100"),
+        (["--sampler", "lms"], "invalid choice: 'lms'"),
+    ],
+)
+def test_tune_spacing_refuses_bad_flags_before_searching(capsys, monkeypatch, flags, fragment):
+    monkeypatch.setattr("service.worker.spacing_search.tune", no_search)
+    store = ["--model-store", str(SHIPPED_STORE)]
+    code, out, err = run(
+        ["tune-spacing", "--model", "moons-plain-improved", *store, *flags], capsys
+    )
+    assert_one_line_error(code, err, "dgs tune-spacing: error:", fragment)
+    assert out == ""
+
+
+def no_search(*args, **kwargs):
+    raise AssertionError("searched instead of refusing the flags first")

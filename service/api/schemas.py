@@ -24,6 +24,7 @@ from service.core.guiders.weights import SCHEDULES, SIGMA_LIMIT
 from service.core.likelihood import HELDOUT_SEED
 from service.core.params import Param
 from service.core.samplers import ETA_RANGE, SAMPLERS
+from service.core.spacing import SPACINGS
 from service.core.store import NAME_PATTERN
 from service.serving.priority import PRIORITY_CLASSES
 
@@ -32,6 +33,7 @@ VariantName = Literal[tuple(sorted(GUIDERS))]  # type: ignore[valid-type]
 ScheduleName = Literal[tuple(sorted(SCHEDULES))]  # type: ignore[valid-type]
 SCALE_RANGE = scale_bounds()
 SamplerName = Literal[tuple(sorted(SAMPLERS))]  # type: ignore[valid-type]
+SpacingName = Literal[tuple(sorted(SPACINGS))]  # type: ignore[valid-type]
 GradientName = Literal[tuple(sorted(GRADIENTS))]  # type: ignore[valid-type]
 PriorityName = Literal[PRIORITY_CLASSES]  # type: ignore[valid-type]
 TARGET_LOG_P_LIMIT = 1000.0  # nats; a 2D density's log is far inside this
@@ -114,6 +116,13 @@ class _Request(BaseModel):
         None,
         description="The reverse-process solver (/samplers). Default: the variant's first "
         "sampler in /variants (ddpm, or heun for 'density' and 'prior').",
+    )
+    spacing: SpacingName | None = Field(
+        None,
+        description="Which of the model's timesteps a run of fewer than T steps keeps "
+        "(/samplers lists the spacings). Default: 'uniform', the service's original; a request "
+        "that names steps but neither sampler nor spacing gets the few-step default of "
+        "/samplers.",
     )
     eta: float | None = Field(
         None,
@@ -281,6 +290,10 @@ class SampleResponse(BaseModel):
     seed: int
     steps: int
     sampler: str
+    spacing: str = Field("uniform", description="The timesteps' spacing (/samplers).")
+    sampler_params: dict[str, float] = Field(
+        default_factory=dict, description="The sampler's parameters used."
+    )
     evaluations: int = Field(description="Network evaluations per sample (NFE).")
     model: str = Field(description="The model's id: the sha256 of its weights.")
     model_name: str
@@ -453,6 +466,10 @@ class EvaluateResponse(BaseModel):
     seed: int
     steps: int
     sampler: str
+    spacing: str = Field("uniform", description="The timesteps' spacing (/samplers).")
+    sampler_params: dict[str, float] = Field(
+        default_factory=dict, description="The sampler's parameters used."
+    )
     evaluations: int = Field(description="Network evaluations per sample (NFE).")
     model: str
     model_name: str
@@ -528,14 +545,36 @@ class SamplerInfo(BaseModel):
     parameters: dict[str, SamplerParamInfo]
 
 
+class SpacingInfo(BaseModel):
+    name: str
+    description: str
+
+
+class FewStepDefault(BaseModel):
+    sampler: str
+    spacing: str = Field(description="On a model with a tuned spacing (/models).")
+    fallback_spacing: str = Field(description="On a model without one.")
+    sampler_params: dict[str, float]
+    why: str = Field(description="What it was chosen on (docs/RESULTS.md).")
+
+
 class SamplersResponse(BaseModel):
     samplers: list[SamplerInfo]
     default: str
+    spacings: list[SpacingInfo] = Field(
+        description="Which timesteps a run of S < T steps keeps; every sampler takes each."
+    )
+    default_spacing: str
+    few_step_default: FewStepDefault = Field(
+        description="What a request naming `steps` (< T) but neither sampler nor spacing runs "
+        "with, for variants that run with every sampler."
+    )
 
 
 class VariantsResponse(BaseModel):
     variants: list[VariantInfo]
     samplers: list[str] = Field(description="Sampler names; details at /samplers.")
+    spacings: list[str] = Field(description="Spacing names; details at /samplers.")
     datasets: list[str] = Field(description="Datasets with at least one loaded model.")
     defaults: dict[str, dict[str, str]] = Field(description="dataset -> objective -> model.")
     recipes: dict[str, dict[str, str]] = Field(description="dataset -> objective -> recipe.")

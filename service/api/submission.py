@@ -99,6 +99,7 @@ def spec_of(body: _Request, n: int, seed: int) -> SampleSpec:
         steps=body.steps,
         sampler=body.sampler,
         sampler_params=sampler_params,
+        spacing=body.spacing,
         guider_params={k: v for k, v in guider_params.items() if v is not None},
         gradient=body.gradient,
         target_log_p=body.target_log_p,

@@ -8,11 +8,15 @@ import math
 import numpy as np
 import pytest
 
+from service.core.few_step import FEW_STEP
 from service.core.likelihood import model_log_likelihood
 from service.core.offline import sample
 from service.core.samplers import SAMPLERS
+from service.core.spacing import SPACINGS
 from service.core.spec import SampleSpec
 from tests.api.metrics_text import scrape, value
+
+NPY_ACCEPT = {"accept": "application/x-npy"}
 
 
 def test_samplers_lists_every_sampler_with_its_evaluations(server):
@@ -27,6 +31,45 @@ def test_samplers_lists_every_sampler_with_its_evaluations(server):
         "description": by_name["ddim"]["parameters"]["eta"]["description"],
     }
     assert sorted(server.get("/variants").json()["samplers"]) == sorted(SAMPLERS)
+    assert [sp["name"] for sp in body["spacings"]] == list(SPACINGS)
+    assert server.get("/variants").json()["spacings"] == list(SPACINGS)
+    assert body["default_spacing"] == "uniform"
+    few = body["few_step_default"]
+    assert (few["sampler"], few["spacing"]) == (FEW_STEP.sampler, FEW_STEP.spacing)
+    assert few["fallback_spacing"] == FEW_STEP.fallback_spacing
+    assert set(few["sampler_params"]) == set(SAMPLERS[FEW_STEP.sampler].params)
+
+
+@pytest.mark.parametrize("spacing", [s for s, sp in SPACINGS.items() if not sp.per_model])
+def test_a_spacing_request_equals_the_offline_sampler(server, plain_model, spacing):
+    body = {"dataset": "moons", "n": 200, "seed": 6, "steps": 9, "sampler": "dpmpp_2m_sde"}
+    r = server.post("/sample", json={**body, "spacing": spacing})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["spacing"] == spacing and got["sampler_params"] == {"eta": 1.0}
+    spec = SampleSpec(n=200, seed=6, steps=9, sampler="dpmpp_2m_sde", spacing=spacing)
+    want = sample(plain_model, spec).samples
+    np.testing.assert_array_equal(np.array(got["samples"], dtype=np.float32), want)
+    npy = server.post("/sample", json={**body, "spacing": spacing}, headers=NPY_ACCEPT)
+    assert npy.headers["x-spacing"] == spacing and npy.headers["x-sampler-params"] == "eta=1.0"
+
+
+@pytest.mark.parametrize(
+    ("extra", "sampler", "spacing", "steps"),
+    [
+        ({}, "ddpm", "uniform", 100),  # nothing named: the model's T-step DDPM
+        # only steps: the few-step default (this store's models have no tuned spacing)
+        ({"steps": 10}, FEW_STEP.sampler, FEW_STEP.fallback_spacing, 10),
+        ({"steps": 10, "sampler": "ddpm"}, "ddpm", "uniform", 10),  # a sampler named
+        ({"steps": 10, "spacing": "karras"}, "ddpm", "karras", 10),  # a spacing named
+        ({"steps": 10, "variant": "prior"}, "heun", "uniform", 10),  # a variant's own
+    ],
+)
+def test_what_a_request_runs_with_when_it_names_less(server, extra, sampler, spacing, steps):
+    r = server.post("/sample", json={"dataset": "moons", "n": 20, "seed": 1, **extra})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["sampler"], got["spacing"], got["steps"]) == (sampler, spacing, steps)
 
 
 @pytest.mark.parametrize(
@@ -53,7 +96,8 @@ def test_a_sampler_request_equals_the_offline_sampler(server, plain_model, sampl
 @pytest.mark.parametrize(
     ("extra", "field", "fragment"),
     [
-        ({"sampler": "euler_a"}, "sampler", "ddim"),
+        ({"sampler": "lms"}, "sampler", "ddim"),
+        ({"spacing": "cosine"}, "spacing", "karras"),
         ({"sampler": "ddim", "eta": 2.0}, "eta", "1"),
         ({"sampler": "heun", "eta": 0.5}, "eta", "only with sampler ddim"),
         ({"sampler": "heun", "steps": 101}, "steps", "1..100"),

@@ -11,22 +11,26 @@ from fastapi.responses import Response
 
 from service.api.schemas import (
     DatasetName,
+    FewStepDefault,
     GuiderParamInfo,
     ModelsResponse,
     SamplerInfo,
     SamplerParamInfo,
     SamplersResponse,
+    SpacingInfo,
     VariantInfo,
     VariantsResponse,
 )
 from service.api.state import StateDep
 from service.core.classes import CLASS_SPECS, class_names
 from service.core.data import reference_points
+from service.core.few_step import FEW_STEP, resolved_params
 from service.core.guiders import GUIDERS
 from service.core.guiders.base import Guider
 from service.core.guiders.paper import GRADIENTS
 from service.core.guiders.weights import SCHEDULES
 from service.core.samplers import SAMPLERS
+from service.core.spacing import DEFAULT_SPACING, SPACINGS
 from service.serving.registry import describe
 
 router = APIRouter(tags=["catalog"])
@@ -46,6 +50,7 @@ async def variants(state: StateDep) -> VariantsResponse:
     return VariantsResponse(
         variants=infos,
         samplers=sorted(SAMPLERS),
+        spacings=list(SPACINGS),
         datasets=reg.datasets(),
         defaults=defaults,
         recipes=recipes,
@@ -106,6 +111,17 @@ async def samplers() -> SamplersResponse:
             for smp in SAMPLERS.values()
         ],
         default="ddpm",
+        spacings=[
+            SpacingInfo(name=sp.name, description=sp.description) for sp in SPACINGS.values()
+        ],
+        default_spacing=DEFAULT_SPACING,
+        few_step_default=FewStepDefault(
+            sampler=FEW_STEP.sampler,
+            spacing=FEW_STEP.spacing,
+            fallback_spacing=FEW_STEP.fallback_spacing,
+            sampler_params=resolved_params(FEW_STEP),
+            why=FEW_STEP.why,
+        ),
     )
 
 

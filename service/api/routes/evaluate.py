@@ -128,6 +128,8 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         seed=done.seed,
         steps=done.steps,
         sampler=sampler,
+        spacing=job.plan.spacing,
+        sampler_params=job.plan.sampler_params,
         evaluations=job.plan.evaluations,
         model=model.id,
         model_name=model.name,
