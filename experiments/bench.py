@@ -5,7 +5,8 @@ the guided/baseline overhead; each guidance method's cost per sample (guidance_b
 real server under concurrent load with batching on and off; step-level against request-level
 batching under Poisson arrivals; interactive requests beside batch jobs, by priority
 (priority_bench.py); the overload storm; a profile of where a step's time goes
-(profile_bench.py); training speed.
+(profile_bench.py); training speed; few-step sampling against the reference loop
+(few_step_bench.py).
 Writes bench.json and bench.md.
 """
 
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from experiments import (
     exact_bench,
+    few_step_bench,
     guidance_bench,
     priority_bench,
     profile_bench,
@@ -260,6 +262,7 @@ def bench(
         + 2 * ("overload" in sections)
         + 2 * (1 if quick else 2) * ("refactor" in sections)
         + len(exact_bench.DATASETS) * ("exact" in sections)
+        + len(few_step_bench.DATASETS) * ("few_step" in sections)
     )
     bar = tqdm(total=total, desc="bench", unit="run")
     report: dict = {"machine": machine(), "device": str(device), "started": time.ctime()}
@@ -301,6 +304,10 @@ def bench(
     if "exact" in sections:
         size = {"n": 2000, "rounds": 1, "steps": 10} if quick else {}
         report["exact"] = exact_bench.exact_cost(CheckpointStore(store), device, bar=bar, **size)
+    if "few_step" in sections:
+        report["few_step"] = few_step_bench.few_step_cost(
+            CheckpointStore(store), Path(store), device, peak, quick, bar=bar
+        )
     bar.close()
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     from experiments.bench_report import render

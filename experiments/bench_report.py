@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from experiments import (
     exact_bench,
+    few_step_bench,
     guidance_bench,
     priority_bench,
     profile_bench,
@@ -168,6 +169,8 @@ def render(report: dict) -> str:
         lines += refactor_bench.render(report["refactor"])
     if "exact" in report:
         lines += exact_bench.render(report["exact"])
+    if "few_step" in report:
+        lines += few_step_bench.render(report["few_step"])
     if "training" in report:
         t = report["training"]
         lines += [

@@ -15,6 +15,7 @@ SECTIONS = (
     "training",
     "refactor",
     "exact",
+    "few_step",
 )
 
 
