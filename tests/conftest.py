@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from service.core.store import CheckpointStore
 from service.worker.recipes import get_recipe, train_config
 from service.worker.train import train
+
+# One torch thread here and in every process the suite starts (servers, the CLI: they inherit
+# OMP_NUM_THREADS). The suite shares 2 cores between itself, a server and whatever else runs, and
+# torch's OpenMP threads spin against each other there: 300 training steps took 187 s with
+# torch's default 2 threads on the busy 2-core VM and 27 s with one. No test asserts a thread
+# count; a server's own default stays torch's.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_STORE = REPO / "model_store"
