@@ -12,6 +12,15 @@ import torch
 from service.core.store import CheckpointStore
 from service.worker.recipes import get_recipe, train_config
 from service.worker.train import train
+from tests.servers import (  # noqa: F401 - the shared live servers, as fixtures
+    batching_server,
+    conditional_server,
+    oracle_server,
+    served_oracles,
+    server,
+    small_queue_server,
+    unadmitted_server,
+)
 
 # One torch thread here and in every process the suite starts (servers, the CLI: they inherit
 # OMP_NUM_THREADS). The suite shares 2 cores between itself, a server and whatever else runs, and
