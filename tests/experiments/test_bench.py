@@ -10,7 +10,13 @@ import torch
 from experiments.bench import bench
 
 
-def test_bench_writes_its_report(tmp_path):
+def test_bench_writes_its_report(tmp_path, monkeypatch):
+    from experiments import bench as bench_module
+
+    # 40 training steps a run, not --quick's 200: three real runs of the worker either way, and
+    # no figure here depends on their length (no speed is asserted)
+    real = bench_module.training_speed
+    monkeypatch.setattr(bench_module, "training_speed", lambda peak, steps: real(peak, steps=40))
     report = bench(out=tmp_path, sections=("training",), quick=True, device="cpu")
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["device"] == "cpu" and saved["matmul_flops"]["peak"] > 0
