@@ -47,14 +47,13 @@ def test_the_guidance_section_times_every_method_against_its_models_baseline(tmp
     assert "Target cfg (2 passes a step)" in md and "Target autoguidance" in md
 
 
-def test_the_stream_section_alternates_sample_and_stream_through_the_client(api_store):
+def test_the_stream_section_alternates_sample_and_stream_through_the_client(server):
     from tqdm import tqdm
 
     from experiments import stream_bench
-    from experiments.serving import running_server
 
-    with running_server(api_store, MAX_ROWS_PER_STEP="4096") as base:
-        s = stream_bench.stream_cost(base, 1, tqdm(disable=True))
+    # the session's server of the tiny store (tests/servers.py)
+    s = stream_bench.stream_cost(str(server.base_url), 1, tqdm(disable=True))
     assert [r["n"] for r in s["rows"]] == list(stream_bench.SIZES)
     for r in s["rows"]:
         # queued + a progress event per evaluation (the tiny models' T) + previews + result
