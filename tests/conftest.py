@@ -40,7 +40,9 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with moons-plain and moons-density after a few hundred real training steps."""
     root = tmp_path_factory.mktemp("store")
     for objective in ("plain", "density"):
-        config = train_config("paper", objective, steps=TINY_STEPS, kl_samples=2000)
+        # the manifest's KL from 500 samples, as the conditional store's: no test reads its
+        # value, and 2,000 samples' exact metrics cost ~10 s of the session's first setup
+        config = train_config("paper", objective, steps=TINY_STEPS, kl_samples=500)
         train("moons", config, out=root, progress=False)
     return root
 
