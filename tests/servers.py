@@ -29,8 +29,10 @@ def server(api_store: Path) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def batching_server(api_store: Path) -> Iterator[httpx.Client]:
     """512 rows a step (8,192 rows take 1,600 steps: time to watch them), previews of at most
-    100 rows: batching, streams and the observability test."""
-    with live_server(api_store, MAX_ROWS_PER_STEP="512", MAX_PREVIEW_ROWS="100") as client:
+    100 rows: batching, streams and the observability test (10 held-out points behind its
+    nll_bits panel: it is checked for data, not its value)."""
+    env = {"MAX_ROWS_PER_STEP": "512", "MAX_PREVIEW_ROWS": "100", "HELDOUT_NLL_POINTS": "10"}
+    with live_server(api_store, **env) as client:
         yield client
 
 
