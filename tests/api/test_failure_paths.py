@@ -129,4 +129,7 @@ def test_loglik_is_503_while_its_solver_is_busy_and_evaluate_waits_its_turn(off_
         ev = off_server.post("/evaluate", json=body)
         assert ev.status_code == 200, ev.text
         assert ev.json()["nll_bits"] is not None
-        assert all(f.result(120).status_code == 200 for f in slow)
+        # a one-point request may have taken a slot before the second slow one arrived, which
+        # was then refused in its turn: every answer is the solve or the busy 503
+        codes = [f.result(120).status_code for f in slow]
+        assert 200 in codes and set(codes) <= {200, 503}, codes
