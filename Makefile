@@ -32,10 +32,12 @@ tools:
 run: install
 	$(BIN)/dgs serve --host $(HOST) --port $(PORT)
 
+# --durations=15: the slowest tests and fixture setups in CI's output, so the suite's cost
+# stays visible (issue 24: it grew from 2 to 27 minutes unnoticed)
 test: install tools
 	$(BIN)/ruff check service tests deploy experiments
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: install
 	$(BIN)/ruff check service tests deploy experiments

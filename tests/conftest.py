@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from service.core.store import CheckpointStore
 from service.worker.recipes import get_recipe, train_config
 from service.worker.train import train
+from tests.servers import (  # noqa: F401 - the shared live servers, as fixtures
+    batching_server,
+    conditional_server,
+    oracle_server,
+    served_oracles,
+    server,
+    small_queue_server,
+    unadmitted_server,
+)
+
+# One torch thread here and in every process the suite starts (servers, the CLI: they inherit
+# OMP_NUM_THREADS). The suite shares 2 cores between itself, a server and whatever else runs, and
+# torch's OpenMP threads spin against each other there: 300 training steps took 187 s with
+# torch's default 2 threads on the busy 2-core VM and 27 s with one. No test asserts a thread
+# count; a server's own default stays torch's.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_STORE = REPO / "model_store"
@@ -21,7 +40,9 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with moons-plain and moons-density after a few hundred real training steps."""
     root = tmp_path_factory.mktemp("store")
     for objective in ("plain", "density"):
-        config = train_config("paper", objective, steps=TINY_STEPS, kl_samples=2000)
+        # the manifest's KL from 500 samples, as the conditional store's: no test reads its
+        # value, and 2,000 samples' exact metrics cost ~10 s of the session's first setup
+        config = train_config("paper", objective, steps=TINY_STEPS, kl_samples=500)
         train("moons", config, out=root, progress=False)
     return root
 

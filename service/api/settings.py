@@ -70,6 +70,11 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr | None = None  # unset: /admin/* answers 404
     warmup: bool = True
+    # Tests only, unset in production: every model's step cost as a JSON list [seconds a row,
+    # seconds a guided row, seconds a step], instead of the one measured at warm-up, and each
+    # step is charged at it instead of its measured time, so that admission and the priority
+    # share decide the same on any machine under any load (service/serving/steptime.py)
+    fixed_step_cost: tuple[float, float, float] | None = None
 
     @field_validator("model_store")
     @classmethod

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from service.api.metrics import Metrics
 from service.api.settings import Settings
-from service.serving.admission import Admission
+from service.serving.admission import Admission, Cost
 from service.serving.batcher import BatcherOptions
 from service.serving.engine import Engine
 from service.serving.priority import ClassShare
@@ -49,6 +49,7 @@ class AppState:
 async def load_registry(state: AppState, previous: Registry | None = None) -> Registry:
     """Build the registry from the store on the engine thread and publish its models' gauges."""
     s = state.settings
+    fixed = None if s.fixed_step_cost is None else Cost(*s.fixed_step_cost)
     options = BatcherOptions(
         mode=s.batching,
         max_rows_per_step=s.max_rows_per_step,
@@ -70,6 +71,7 @@ async def load_registry(state: AppState, previous: Registry | None = None) -> Re
                 previous,
                 warmup=s.warmup,
                 share=state.share,
+                fixed_cost=fixed,
             )
         )
     )

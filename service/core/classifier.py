@@ -57,7 +57,9 @@ def class_probability(classifier: Classifier, points: np.ndarray, label: int) ->
     device = next(classifier.parameters()).device
     logits = classifier(torch.tensor(np.asarray(points), dtype=torch.float32, device=device))
     log_p = F.log_softmax(logits.double(), dim=-1)[:, label]
-    return log_p.exp().clamp(min=PROBABILITY_FLOOR).cpu().numpy()
+    # an oracle's exact posterior is 0 / 0 (NaN) off every class's support: that point is
+    # ruled out, as one far off is, not a NaN that makes E[1 / p] NaN for the whole sample
+    return torch.nan_to_num(log_p.exp(), nan=0.0).clamp(min=PROBABILITY_FLOOR).cpu().numpy()
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ from typing import Protocol
 
 from service.core.model import ReadyModel
 from service.core.offline import collect, collect_log_p, count_nonfinite
-from service.core.step import RowChunk, advance, make_chunks
+from service.core.step import RowChunk, make_chunks
 from service.serving.admission import DEFAULT_COST, Admission, Cost
 from service.serving.job import (
     BatcherStopped,
@@ -49,6 +49,7 @@ from service.serving.job import (
     QueueFull,
 )
 from service.serving.priority import ClassShare, fill_rows, select_prioritized
+from service.serving.steptime import StepRunner, measured, predicted_seconds
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class ModelBatcher:
         admission: Admission | None = None,
         cost: Cost = DEFAULT_COST,
         share: ClassShare | None = None,
+        run_step: StepRunner = measured,
     ):
         if options.mode not in ("step", "request", "off"):
             raise ValueError(
@@ -151,6 +153,7 @@ class ModelBatcher:
         self.scheduling = options.scheduling
         self.order = options.order
         self.share = share or ClassShare()  # server-wide when the registry passes one
+        self.run_step = run_step  # runs a step and says how long it took (steptime.py)
         self.key = next(self._keys)
         self._lock = threading.Lock()
         self._jobs: list[Job] = []  # arrival order
@@ -309,9 +312,7 @@ class ModelBatcher:
         for job in touched:
             if job.started is None:
                 job.started = now
-        t0 = time.perf_counter()
-        advance(self.model, chosen)
-        seconds = time.perf_counter() - t0
+        seconds = self.run_step(self.model, chosen)
         rows = sum(c.rows for c in chosen)
         self._charge(chosen, rows, seconds)
         self.share.record(seconds, rows - interactive, rows)
@@ -332,9 +333,7 @@ class ModelBatcher:
 
     def _charge(self, chosen: list[RowChunk], rows: int, seconds: float) -> None:
         """Tell admission what this step's work was: per job its rows' share, and the time."""
-        raw = self.cost.step + sum(
-            c.rows * self.cost.per_row(c.plan.needs_gradient) for c in chosen
-        )
+        raw = predicted_seconds(self.cost, chosen)
         overhead = self.cost.step / max(rows, 1)
         spent: dict[int, list] = {}
         with self._lock:

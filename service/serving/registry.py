@@ -31,6 +31,7 @@ from service.serving.batcher import BatcherOptions, ModelBatcher
 from service.serving.engine import Engine
 from service.serving.job import Hooks
 from service.serving.priority import ClassShare
+from service.serving.steptime import measured, modeled
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +214,13 @@ def build_registry(
     previous: Registry | None = None,
     warmup: bool = True,
     share: ClassShare | None = None,
+    fixed_cost: Cost | None = None,
 ) -> Registry:
     """Load, verify and warm up every checkpoint and attach a batcher for each to the engine.
 
-    Run it on the engine thread (engine.call): warm-up and cost measurement run torch."""
+    Run it on the engine thread (engine.call): warm-up and cost measurement run torch.
+    `fixed_cost` (tests): every model's cost model, not measured, and each step is charged at
+    it instead of its measured time (service/serving/steptime.py)."""
     store = CheckpointStore(model_store)
     registry = Registry()
     for name in store.names():
@@ -240,10 +244,11 @@ def build_registry(
                     name, ckpt.network, schedule, ckpt.manifest.raw, device, ckpt.classifier
                 )
             model = replace(model, tuned_spacing=tuned[0], tuned_spacing_error=tuned[1])
-            cost = DEFAULT_COST
+            cost = fixed_cost or DEFAULT_COST
             if warmup:
                 warm_up(model)
-                cost = measure_cost(model)
+                if fixed_cost is None:
+                    cost = measure_cost(model)
         except (CheckpointError, ValueError, RuntimeError) as e:
             log.error("model %s unavailable: %s", name, e)
             registry.failures[name] = str(e)
@@ -254,7 +259,14 @@ def build_registry(
                 registry.failed_kinds[name] = kind
             continue
         batcher = ModelBatcher(
-            model, hooks, engine, options, admission=admission, cost=cost, share=share
+            model,
+            hooks,
+            engine,
+            options,
+            admission=admission,
+            cost=cost,
+            share=share,
+            run_step=measured if fixed_cost is None else modeled(fixed_cost),
         )
         engine.attach(batcher)
         registry.models[name] = ServedModel(model, batcher)

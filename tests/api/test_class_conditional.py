@@ -1,21 +1,15 @@
 """Class-conditional requests against the real server: cfg, intervals, autoguidance, the class
 metrics of /evaluate, and the 422s that name the field and what the model offers."""
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import numpy as np
 import pytest
 
-from tests.live_server import live_server
 
-
-@pytest.fixture(scope="module")
-def server(conditional_store: Path) -> Iterator[httpx.Client]:
-    # 10 held-out points for nll_bits (its ODE is not what these tests are about)
-    with live_server(conditional_store, ADMIN_TOKEN="", HELDOUT_NLL_POINTS="10") as client:
-        yield client
+@pytest.fixture
+def server(conditional_server: httpx.Client) -> httpx.Client:
+    """The session's server of the tiny conditional store (tests/servers.py)."""
+    return conditional_server
 
 
 def test_cfg_by_class_name_runs_on_the_conditional_model(server):

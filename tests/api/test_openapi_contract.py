@@ -50,6 +50,9 @@ ROOMY_DEADLINE_S = 60.0
 @pytest.fixture(scope="module")
 def contract_server(api_store) -> Iterator[httpx.Client]:
     env = {"MAX_N": str(LIMIT), "MAX_EVAL_N": str(LIMIT), "ADMIN_TOKEN": TOKEN}
+    # 10 held-out points behind each model's nll_bits (computed at its first /evaluate): the
+    # same code path as 100, and no check here reads the figure
+    env["HELDOUT_NLL_POINTS"] = "10"
     # one torch thread: tiny batches gain nothing from two, and on a busy 2-core machine two
     # threads made the run 15x slower (spinning against the client and other processes)
     env["TORCH_THREADS"] = "1"

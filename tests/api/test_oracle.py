@@ -4,25 +4,15 @@ beside each other, scored with exact metrics; the 422s name the field and what i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from service.core.store import CheckpointStore
-from tests.live_server import live_server
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[httpx.Client]:
-    root = tmp_path_factory.mktemp("oracle_store")
-    store = CheckpointStore(root)
-    for dataset in ("boxes", "moons"):
-        store.save_oracle(dataset, "improved")
-    store.save_oracle("moons", "paper")
-    with live_server(Path(root), ADMIN_TOKEN="", HELDOUT_NLL_POINTS="50") as client:
-        yield client
+@pytest.fixture
+def server(oracle_server: httpx.Client) -> httpx.Client:
+    """The session's server of the oracles (tests/servers.py)."""
+    return oracle_server
 
 
 def test_models_lists_the_oracles_as_analytic(server):

@@ -6,19 +6,23 @@ all end in 504 at 92% done: fair sharing slowed each admitted request by the nex
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.api.metrics_text import scrape, value
 from tests.live_server import live_server
 
+# The storm server's steps are charged at this cost model (FIXED_STEP_COST: seconds a row, a
+# guided row, a step), not at their measured time, so what admission takes and refuses no
+# longer depends on the machine's speed or load. A row costs the 2-core VM about 2-4e-6 s, so
+# a request of 4,000 rows (8.1 s of work here) really runs in 1-2 s: of the 16 s that a 20 s
+# deadline admits, the cost model fills all, while the requests it admits finish with room.
+STORM_COST = (2e-5, 6e-5, 1e-3)
+
 
 def test_under_a_storm_admitted_requests_finish_and_the_rest_are_told_when_to_retry(api_store):
-    with live_server(api_store, DEFAULT_DEADLINE_S="20") as client:
-        # one request per model first, with time to spare: each model's step-cost estimate
-        # (measured at warm-up, perhaps on a busy machine) learns from real steps
-        for model in ("plain", "density"):
-            body = {"dataset": "moons", "n": 4000, "model": model, "deadline_s": 600}
-            assert client.post("/sample", json=body).status_code == 200
+    env = {"DEFAULT_DEADLINE_S": "20", "FIXED_STEP_COST": json.dumps(STORM_COST)}
+    with live_server(api_store, **env) as client:
         bodies = [
             {"dataset": "moons", "n": 4000, "seed": i, "model": ("plain", "density")[i % 2]}
             for i in range(48)
@@ -29,7 +33,8 @@ def test_under_a_storm_admitted_requests_finish_and_the_rest_are_told_when_to_re
         refused = [r for r in answers if r.status_code == 503]
         admitted = [r for r in answers if r.status_code != 503]
         assert set(codes) <= {200, 503, 504}, codes
-        assert admitted and refused, codes
+        # at most 16 s of 8.1 s requests in hand at once: two, plus what drained meanwhile
+        assert admitted and len(refused) >= 40, codes
         ok = sum(r.status_code == 200 for r in admitted)
         assert ok >= 0.95 * len(admitted), codes
         for r in refused:
@@ -38,9 +43,8 @@ def test_under_a_storm_admitted_requests_finish_and_the_rest_are_told_when_to_re
         assert value(scrape(client), "sampler_work_ahead_seconds") == 0
 
 
-def test_a_request_that_cannot_meet_its_deadline_alone_is_refused_naming_the_field(api_store):
-    with live_server(api_store) as client:
-        r = client.post("/sample", json={"dataset": "moons", "n": 100_000, "deadline_s": 0.01})
-        assert r.status_code == 422
-        detail = r.json()["detail"][0]
-        assert detail["loc"] == ["body", "deadline_s"] and "deadline_s >=" in detail["allowed"]
+def test_a_request_that_cannot_meet_its_deadline_alone_is_refused_naming_the_field(server):
+    r = server.post("/sample", json={"dataset": "moons", "n": 100_000, "deadline_s": 0.01})
+    assert r.status_code == 422
+    detail = r.json()["detail"][0]
+    assert detail["loc"] == ["body", "deadline_s"] and "deadline_s >=" in detail["allowed"]

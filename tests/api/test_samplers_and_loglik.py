@@ -123,10 +123,11 @@ def test_loglik_of_points_matches_the_library(server, plain_model):
 
 
 def test_loglik_of_heldout_data_sets_the_gauge(server):
-    r = server.post("/loglik", json={"dataset": "moons", "n": 200})
+    # 30 points: the gauge is the answer's own figure whatever n (200 cost ~20 s of ODE)
+    r = server.post("/loglik", json={"dataset": "moons", "n": 30})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["n"] == 200 and all(body["finite"]) and body["evaluations"] > 0
+    assert body["n"] == 30 and all(body["finite"]) and body["evaluations"] > 0
     got = value(scrape(server), "sampler_nll_bits_per_dim", dataset="moons")
     assert got == pytest.approx(body["bits_per_dim"])
 
@@ -163,3 +164,32 @@ def test_non_finite_points_are_refused(server):
     raw = b'{"dataset": "moons", "points": [[NaN, 0.0]]}'
     r = server.post("/loglik", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize(("variant", "scale"), [("density", 0.3), ("prior", 0.2)])
+def test_density_and_prior_guidance_over_http_are_the_offline_samplers(
+    server, plain_model, variant, scale
+):
+    """Density and Prior Guidance through the server: on the plain model and its default
+    sampler (heun), the offline samples bit for bit; density's tracked log-densities and its
+    target come back too, and /evaluate scores with them instead of an ODE."""
+    body = {"dataset": "moons", "variant": variant, "scale": scale, "n": 120, "seed": 6}
+    body["steps"] = 10
+    r = server.post("/sample", json=body)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert (got["model_name"], got["sampler"], got["scale"]) == ("moons-plain", "heun", scale)
+    spec = SampleSpec(variant=variant, scale=scale, n=120, seed=6, steps=10)
+    offline = sample(plain_model, spec)
+    np.testing.assert_array_equal(np.array(got["samples"], dtype=np.float32), offline.samples)
+    # 20 samples' ODE likelihood for prior (~1 s); density's tracked ones need none
+    ev = server.post("/evaluate", json={**body, "log_p_samples": 20})
+    assert ev.status_code == 200, ev.text
+    if variant == "density":
+        np.testing.assert_allclose(got["log_p"], offline.log_p, rtol=1e-6)
+        assert got["target_log_p"] == pytest.approx(offline.target_log_p)
+        assert ev.json()["mean_log_p_method"] == "tracked"
+        assert ev.json()["mean_log_p"] == pytest.approx(float(np.mean(offline.log_p)))
+    else:  # prior sets the starting norm only: nothing tracked, the ODE scores the samples
+        assert got["log_p"] is None and got["target_log_p"] is None
+        assert ev.json()["mean_log_p_method"] == "ode" and ev.json()["mean_log_p_n"] == 20

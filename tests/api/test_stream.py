@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 
 import httpx
 import numpy as np
@@ -12,13 +11,17 @@ import pytest
 
 from service.client import Client, Preview, Progress, Queued, Samples, ServiceError, parse_sse
 from tests.api.metrics_text import scrape, value
-from tests.live_server import live_server
+from tests.polling import wait_until
 
 
-@pytest.fixture(scope="module")
-def stream_server(api_store):
-    with live_server(api_store, MAX_ROWS_PER_STEP="512", MAX_PREVIEW_ROWS="100") as http:
-        yield http
+@pytest.fixture
+def stream_server(batching_server):
+    """The session's server of 512 rows a step and previews of at most 100 rows."""
+    return batching_server
+
+
+def queued(http) -> float:
+    return value(scrape(http), "sampler_queue_rows", dataset="moons")
 
 
 @pytest.fixture
@@ -89,64 +92,61 @@ def test_a_client_that_leaves_mid_stream_frees_its_rows(client, stream_server):
     for e in events:
         if isinstance(e, Progress):
             break
-    assert value(scrape(stream_server), "sampler_queue_rows", dataset="moons") > 0
+    assert queued(stream_server) > 0
     events.close()  # closes the HTTP stream
-    gone = time.monotonic()
-    while value(scrape(stream_server), "sampler_queue_rows", dataset="moons") > 0:
-        # 8,192 rows at 512 per step take 1,600 steps: freed this fast means cancelled
-        assert time.monotonic() - gone < 3, "rows of a client that left were not freed"
-        time.sleep(0.1)
+    # 8,192 rows at 512 per step take 1,600 steps: freed within 3 s means cancelled
+    wait_until(lambda: queued(stream_server) == 0, 3, "rows of a client that left freed")
 
 
-def test_deadline_mid_stream_is_an_error_event(api_store):
+def test_deadline_mid_stream_is_an_error_event(unadmitted_server):
     # admission off: with it on, a request that cannot meet its deadline is refused up front
-    with live_server(api_store, MAX_ROWS_PER_STEP="512", ADMISSION="off") as http:
-        with http.stream(
-            "POST", "/sample/stream", json={"dataset": "moons", "n": 8192, "deadline_s": 0.5}
-        ) as r:
-            assert r.status_code == 200
-            events = list(parse_sse(r.iter_lines()))
-        name, data = events[-1]
-        assert name == "error" and data["status"] == 504 and "deadline" in data["detail"]
-        assert events[0][0] == "queued"
-        with pytest.raises(ServiceError) as e:
-            list(Client(http=http).stream("moons", n=8192, deadline_s=0.5))
-        assert e.value.status == 504
+    http = unadmitted_server
+    with http.stream(
+        "POST", "/sample/stream", json={"dataset": "moons", "n": 8192, "deadline_s": 0.5}
+    ) as r:
+        assert r.status_code == 200
+        events = list(parse_sse(r.iter_lines()))
+    name, data = events[-1]
+    assert name == "error" and data["status"] == 504 and "deadline" in data["detail"]
+    assert events[0][0] == "queued"
+    with pytest.raises(ServiceError) as e:
+        list(Client(http=http).stream("moons", n=8192, deadline_s=0.5))
+    assert e.value.status == 504
 
 
 @contextlib.contextmanager
-def busy_server(api_store):
-    """A server whose queue holds 2,000 of its 2,500 rows: a request of 1,000 gets 503."""
-    with live_server(
-        api_store, MAX_N="2000", MAX_QUEUED_ROWS="2500", MAX_ROWS_PER_STEP="256"
-    ) as http:
-        big = threading.Thread(
-            target=http.post, args=("/sample",), kwargs={"json": {"dataset": "moons", "n": 2000}}
-        )
-        big.start()
-        while value(scrape(http), "sampler_queue_rows", dataset="moons") == 0:
-            time.sleep(0.02)
-        yield http, big
+def busy(http):
+    """The small-queue server holding a request of 2,000 of its 2,500 rows: one of 1,000 gets
+    503 until that one is done."""
+    big = threading.Thread(
+        target=http.post, args=("/sample",), kwargs={"json": {"dataset": "moons", "n": 2000}}
+    )
+    big.start()
+    try:
+        wait_until(lambda: queued(http), 30, "the request of 2,000 rows queued")
+        yield big
+    finally:
+        big.join(120)
 
 
-def test_overload_is_503_with_retry_after_before_the_stream(api_store):
-    with busy_server(api_store) as (http, big):
+def test_overload_is_503_with_retry_after_before_the_stream(small_queue_server):
+    http = small_queue_server
+    with busy(http):
         r = http.post("/sample/stream", json={"dataset": "moons", "n": 1000})
-        big.join()
-        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
-        assert r.headers["content-type"].startswith("application/json")
+    assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1, r.text
+    assert r.headers["content-type"].startswith("application/json")
 
 
-def test_client_retries_503_within_its_budget(api_store):
-    with busy_server(api_store) as (http, big):
+def test_client_retries_503_within_its_budget(small_queue_server):
+    http = small_queue_server
+    with busy(http):
         # no budget: the 503 comes straight back, with the server's Retry-After
         with pytest.raises(ServiceError) as e:
             Client(http=http, retries=0).sample("moons", n=1000)
         assert e.value.status == 503 and e.value.retry_after >= 1
         # a budget: it waits out the Retry-After and the request goes through
         got = Client(http=http, retries=5, retry_budget_s=60).sample("moons", n=1000, seed=0)
-        big.join()
-        assert got.samples.shape == (1000, 2)
+    assert got.samples.shape == (1000, 2)
 
 
 def test_client_npy_and_json_transport_agree(client):

@@ -144,3 +144,32 @@ def test_a_sealed_manifest_with_an_unknown_objective_is_refused(store):
     path.write_text(json.dumps(sealed(manifest)))
     with pytest.raises(CheckpointError, match="unknown objective"):
         store.load("moons-plain")
+
+
+def test_a_manifest_of_another_format_version_is_refused_naming_both(store):
+    path = store.root / "moons-plain" / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = 1
+    path.write_text(json.dumps(sealed(manifest)))  # sealed: only the version is wrong
+    with pytest.raises(CheckpointError, match=r"moons-plain/manifest.json: format_version 1, "):
+        store.load("moons-plain")
+    with pytest.raises(CheckpointError, match="expected 2"):
+        store.read_manifest("moons-plain")
+
+
+@pytest.mark.parametrize("where", ["../classifier.safetensors", "sub/classifier.safetensors", "/"])
+def test_a_classifier_side_file_outside_its_folder_is_refused(conditional_store, tmp_path, where):
+    """The manifest names the side file; a name that leaves the model's folder (or goes below
+    it) is refused before anything is read, even with the right bytes there."""
+    name = "gaussians-conditional-improved"
+    folder = tmp_path / "s" / name
+    shutil.copytree(conditional_store / name, folder)
+    named = str(tmp_path / "elsewhere.safetensors") if where == "/" else where
+    placed = folder / named  # an absolute `named` wins over `folder`
+    placed.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(folder / "classifier.safetensors", placed)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["classifier"]["file"] = named
+    (folder / MANIFEST).write_text(json.dumps(sealed(manifest)))
+    with pytest.raises(CheckpointError, match=f"{name}/manifest.json: classifier file must be in"):
+        CheckpointStore(tmp_path / "s").load(name)

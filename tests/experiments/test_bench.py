@@ -10,7 +10,13 @@ import torch
 from experiments.bench import bench
 
 
-def test_bench_writes_its_report(tmp_path):
+def test_bench_writes_its_report(tmp_path, monkeypatch):
+    from experiments import bench as bench_module
+
+    # 40 training steps a run, not --quick's 200: three real runs of the worker either way, and
+    # no figure here depends on their length (no speed is asserted)
+    real = bench_module.training_speed
+    monkeypatch.setattr(bench_module, "training_speed", lambda peak, steps: real(peak, steps=40))
     report = bench(out=tmp_path, sections=("training",), quick=True, device="cpu")
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["device"] == "cpu" and saved["matmul_flops"]["peak"] > 0
@@ -41,14 +47,13 @@ def test_the_guidance_section_times_every_method_against_its_models_baseline(tmp
     assert "Target cfg (2 passes a step)" in md and "Target autoguidance" in md
 
 
-def test_the_stream_section_alternates_sample_and_stream_through_the_client(api_store):
+def test_the_stream_section_alternates_sample_and_stream_through_the_client(server):
     from tqdm import tqdm
 
     from experiments import stream_bench
-    from experiments.serving import running_server
 
-    with running_server(api_store, MAX_ROWS_PER_STEP="4096") as base:
-        s = stream_bench.stream_cost(base, 1, tqdm(disable=True))
+    # the session's server of the tiny store (tests/servers.py)
+    s = stream_bench.stream_cost(str(server.base_url), 1, tqdm(disable=True))
     assert [r["n"] for r in s["rows"]] == list(stream_bench.SIZES)
     for r in s["rows"]:
         # queued + a progress event per evaluation (the tiny models' T) + previews + result

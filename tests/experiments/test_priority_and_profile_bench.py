@@ -6,16 +6,15 @@ import asyncio
 
 from experiments import priority_bench, profile_bench
 from experiments.priority_bench import BATCH_BODY, Stream, run_streams, summarise
-from experiments.serving import running_server
 
 
-def test_priority_streams_run_in_their_class_and_count_the_batch_rows(api_store):
+def test_priority_streams_run_in_their_class_and_count_the_batch_rows(server):
     streams = [
         Stream("interactive", 8.0, (16, 64)),
         Stream("batch", 3.0, (2000,), tuple(BATCH_BODY.items())),
     ]
-    with running_server(api_store, MAX_ROWS_PER_STEP="4096") as base:
-        result = asyncio.run(run_streams(base, streams, 1.5, seed=0))
+    # the session's server of the tiny store (tests/servers.py)
+    result = asyncio.run(run_streams(str(server.base_url), streams, 1.5, seed=0))
     reqs = result["requests"]
     assert all(r["ok"] and r["ran_as"] == r["priority"] for r in reqs)
     s = summarise(result)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -103,3 +104,26 @@ def test_a_job_dead_before_its_first_step_leaves_the_queue_gauge_at_once(engine,
     while hooks.load[-1][0] and time.monotonic() < deadline:
         time.sleep(0.01)
     assert hooks.load[-1] == (0, 0)
+
+
+def test_one_models_failing_step_fails_its_jobs_and_the_engine_serves_the_others(
+    engine, plain_model
+):
+    """A step that raises (here a time table of the wrong shape) ends that model's jobs with
+    the error; the engine thread goes on, and the other model's requests are answered."""
+    broken = replace(plain_model, name="moons-broken", time_table=plain_model.time_table[:, :7])
+    hooks = Recorder()
+    good = attached(engine, ModelBatcher(plain_model, Recorder(), engine, SMALL))
+    bad = attached(engine, ModelBatcher(broken, hooks, engine, SMALL))
+    failed, failed_done = submit(bad, broken, 300)
+    served, served_done = submit(good, plain_model, 300)
+    assert failed_done.wait(30) and isinstance(failed.error, RuntimeError), failed.error
+    assert served_done.wait(60) and served.error is None and served.samples.shape == (300, 2)
+    assert hooks.load[-1] == (0, 0)  # the failed job's rows left the queue gauge
+    # the engine still runs both: the good model serves again, the broken one fails again
+    again, again_done = submit(good, plain_model, 16)
+    failed_again, failed_again_done = submit(bad, broken, 16)
+    assert again_done.wait(60) and again.error is None
+    assert failed_again_done.wait(30) and isinstance(failed_again.error, RuntimeError)
+    assert engine._thread.is_alive()
+    assert bad.admission.work_ahead_s == 0  # the failed jobs' admitted work was released

@@ -1,21 +1,31 @@
 """The playground page in a real browser: Debian's headless Chromium, driven by selenium and
-chromium-driver, against the real server. Skips, saying why, where no browser can start."""
+chromium-driver, against the real server.
+
+A browser that is missing or fails to start FAILS these tests, it never skips them: `make test`
+runs `make tools`, which installs Debian's chromium and chromium-driver, so a missing or broken
+browser in CI is a broken CI (the deploy tests treat promtool and prometheus the same way). A
+skip used to let a broken browser pass CI. To leave the browser out on purpose, deselect the
+tests: `pytest -m "not browser"`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from service.client import Client
 from tests.live_server import live_server
 
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -26,12 +36,9 @@ STORE = os.environ.get("DGS_PLAYGROUND_STORE")
 B_VARIANT = os.environ.get("DGS_PLAYGROUND_B", "smoothed")
 
 
-@contextlib.contextmanager
-def chromium():
-    if not (CHROMIUM and DRIVER):
-        pytest.skip("no chromium/chromedriver: `make tools` installs Debian's packages")
+def chromium_options(binary: str) -> webdriver.ChromeOptions:
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = binary
     for flag in (
         "--headless=new",
         "--no-sandbox",  # CI runs as root
@@ -42,14 +49,44 @@ def chromium():
         "--window-size=1024,1000",
     ):
         options.add_argument(flag)
+    return options
+
+
+def start_chromium(binary: str | None, driver: str | None, options=None) -> webdriver.Chrome:
+    """Chromium under chromedriver, or a test failure saying what is wrong (never a skip)."""
+    if not (binary and driver):
+        missing = [
+            name for name, path in (("chromium", binary), ("chromedriver", driver)) if not path
+        ]
+        pytest.fail(
+            f"{' and '.join(missing)} not installed: `make tools` installs Debian's packages"
+        )
     try:
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(DRIVER))
-    except Exception as e:  # noqa: BLE001 - any failure to start is a reason to skip
-        pytest.skip(f"chromium did not start: {str(e).splitlines()[0][:200]}")
+        return webdriver.Chrome(
+            options=options or chromium_options(binary), service=webdriver.ChromeService(driver)
+        )
+    except Exception as e:  # noqa: BLE001 - whatever stops it, the test fails saying so
+        pytest.fail(f"chromium did not start: {str(e).splitlines()[0][:300]}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[webdriver.Chrome]:
+    """One browser for the module: each test opens its own page on its own server."""
+    driver = start_chromium(CHROMIUM, DRIVER)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@contextlib.contextmanager
+def store_server(shared: httpx.Client) -> Iterator[httpx.Client]:
+    """The shared server, or one on DGS_PLAYGROUND_STORE (README's picture: the shipped store)."""
+    if not STORE:
+        yield shared
+        return
+    with live_server(Path(STORE), MAX_ROWS_PER_STEP="1024") as http:
+        yield http
 
 
 def panel(driver, label):
@@ -96,9 +133,9 @@ def request_of(node) -> dict:
     return body
 
 
-def test_playground_samples_compares_and_shows_the_apis_numbers(api_store, tmp_path):
-    store = Path(STORE) if STORE else api_store
-    with live_server(store, MAX_ROWS_PER_STEP="1024") as http, chromium() as driver:
+def test_playground_samples_compares_and_shows_the_apis_numbers(server, browser, tmp_path):
+    driver = browser
+    with store_server(server) as http:
         # panel B's variant from the address, as a shared link would give it
         driver.get(f"{http.base_url}?b.variant={B_VARIANT}")
         WebDriverWait(driver, 30).until(
@@ -140,54 +177,62 @@ def test_playground_samples_compares_and_shows_the_apis_numbers(api_store, tmp_p
         assert message.startswith("422") and "n:" in message and "allowed" in message, message
 
 
-def test_a_class_from_the_address_runs_cfg_and_shows_its_support_fraction(conditional_store):
-    with live_server(conditional_store, HELDOUT_NLL_POINTS="10") as http, chromium() as driver:
-        driver.get(f"{http.base_url}?a.dataset=gaussians&a.variant=cfg&a.class=right&a.scale=3")
-        WebDriverWait(driver, 30).until(
-            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
-        )
-        a = panel(driver, "A")
-        names = [o.get_attribute("value") for o in Select(field(a, "class")).options]
-        assert names == ["", "left", "right"]
-        set_value(a, "n", 300)
-        set_value(a, "seed", 2)
-        a.find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
-        assert wait_state(driver, a) == "done", a.text
-        assert "gaussians-conditional-improved" in a.text
-        body = {**request_of(a), "class": "right"}
-        metrics = http.post("/evaluate", json={**body, "log_p_samples": 0}).json()["class_metrics"]
-        expected = (
-            f"{metrics['support_fraction']:.3f} (data {metrics['data_support_fraction']:.3f})"
-        )
-        assert stat(a, "support_fraction") == expected
+def test_a_class_from_the_address_runs_cfg_and_shows_its_support_fraction(
+    conditional_server, browser
+):
+    http, driver = conditional_server, browser
+    driver.get(f"{http.base_url}?a.dataset=gaussians&a.variant=cfg&a.class=right&a.scale=3")
+    WebDriverWait(driver, 30).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
+    )
+    a = panel(driver, "A")
+    names = [o.get_attribute("value") for o in Select(field(a, "class")).options]
+    assert names == ["", "left", "right"]
+    set_value(a, "n", 300)
+    set_value(a, "seed", 2)
+    a.find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
+    assert wait_state(driver, a) == "done", a.text
+    assert "gaussians-conditional-improved" in a.text
+    body = {**request_of(a), "class": "right"}
+    metrics = http.post("/evaluate", json={**body, "log_p_samples": 0}).json()["class_metrics"]
+    expected = f"{metrics['support_fraction']:.3f} (data {metrics['data_support_fraction']:.3f})"
+    assert stat(a, "support_fraction") == expected
 
 
-def test_the_oracle_with_its_targets_contours_and_the_exact_metrics(tmp_path):
-    from service.core.store import CheckpointStore
+def test_the_oracle_with_its_targets_contours_and_the_exact_metrics(oracle_server, browser):
+    http, driver = oracle_server, browser
+    query = "a.dataset=boxes&a.model=boxes-oracle-improved&a.variant=cfg&a.class=right"
+    driver.get(f"{http.base_url}?{query}&a.scale=3&a.contours=1")
+    WebDriverWait(driver, 30).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
+    )
+    a = panel(driver, "A")
+    canvas = a.find_element(By.TAG_NAME, "canvas")
+    # the target of cfg at w = 3 on disjoint boxes is the right box: its cells are shaded
+    WebDriverWait(driver, 30).until(lambda _: int(canvas.get_attribute("data-contours") or 0))
+    shaded = int(canvas.get_attribute("data-contours"))
+    grid = http.get("/datasets/boxes/density?resolution=90&class=right&w=3").json()
+    peak = max(v for row in grid["log_p"] for v in row if v is not None)
+    expected = sum(v is not None and peak - v < 12 for row in grid["log_p"] for v in row)
+    assert shaded == expected and 0 < shaded < 90 * 90 / 4
+    set_value(a, "n", 400)
+    a.find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
+    assert wait_state(driver, a) == "done", a.text
+    assert "boxes-oracle-improved" in a.text
+    body = {**request_of(a), "class": "right", "model": "boxes-oracle-improved"}
+    exact = http.post("/evaluate", json={**body, "log_p_samples": 0}).json()["exact"]
+    assert stat(a, "exact_log_p") == (
+        f"{exact['mean_log_p_data']:.2f} ({exact['data_mean_log_p']:.2f})"
+    )
+    assert int(canvas.get_attribute("data-contours")) == shaded  # kept under the samples
 
-    CheckpointStore(tmp_path).save_oracle("boxes", "improved")
-    with live_server(tmp_path, HELDOUT_NLL_POINTS="10") as http, chromium() as driver:
-        query = "a.dataset=boxes&a.model=boxes-oracle-improved&a.variant=cfg&a.class=right"
-        driver.get(f"{http.base_url}?{query}&a.scale=3&a.contours=1")
-        WebDriverWait(driver, 30).until(
-            lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
-        )
-        a = panel(driver, "A")
-        canvas = a.find_element(By.TAG_NAME, "canvas")
-        # the target of cfg at w = 3 on disjoint boxes is the right box: its cells are shaded
-        WebDriverWait(driver, 30).until(lambda _: int(canvas.get_attribute("data-contours") or 0))
-        shaded = int(canvas.get_attribute("data-contours"))
-        grid = http.get("/datasets/boxes/density?resolution=90&class=right&w=3").json()
-        peak = max(v for row in grid["log_p"] for v in row if v is not None)
-        expected = sum(v is not None and peak - v < 12 for row in grid["log_p"] for v in row)
-        assert shaded == expected and 0 < shaded < 90 * 90 / 4
-        set_value(a, "n", 400)
-        a.find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
-        assert wait_state(driver, a) == "done", a.text
-        assert "boxes-oracle-improved" in a.text
-        body = {**request_of(a), "class": "right", "model": "boxes-oracle-improved"}
-        exact = http.post("/evaluate", json={**body, "log_p_samples": 0}).json()["exact"]
-        assert stat(a, "exact_log_p") == (
-            f"{exact['mean_log_p_data']:.2f} ({exact['data_mean_log_p']:.2f})"
-        )
-        assert int(canvas.get_attribute("data-contours")) == shaded  # kept under the samples
+
+def test_a_browser_that_cannot_start_fails_the_test_and_a_missing_one_too(tmp_path):
+    """A skip here let a broken browser pass CI; both cases must fail, saying why."""
+    broken = tmp_path / "chromium"
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    with pytest.raises(pytest.fail.Exception, match="chromium did not start"):
+        start_chromium(str(broken), DRIVER)
+    with pytest.raises(pytest.fail.Exception, match="chromedriver not installed.*make tools"):
+        start_chromium(CHROMIUM, None)

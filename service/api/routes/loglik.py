@@ -78,7 +78,8 @@ async def heldout_nll_bits(state: AppState, model: ReadyModel) -> float | None:
 
 async def _heldout(state: AppState, model: ReadyModel) -> HeldOut:
     points = get_dataset(model.dataset, state.settings.heldout_nll_points, HELDOUT_SEED)
-    result = await log_likelihood(state, model, points)
+    # only /evaluate asks, its samples already drawn: it waits for the solver, never a 503
+    result = await log_likelihood(state, model, points, refuse_when_busy=False)
     finite = result.log_density[result.finite]
     if not len(finite):
         return HeldOut(None, None, None)
