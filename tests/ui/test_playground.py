@@ -23,6 +23,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from service.client import Client
+from service.core.spacing import SPACINGS
 from tests.live_server import live_server
 
 pytestmark = pytest.mark.browser
@@ -225,6 +226,25 @@ def test_the_oracle_with_its_targets_contours_and_the_exact_metrics(oracle_serve
         f"{exact['mean_log_p_data']:.2f} ({exact['data_mean_log_p']:.2f})"
     )
     assert int(canvas.get_attribute("data-contours")) == shaded  # kept under the samples
+
+
+def test_a_sampler_and_spacing_from_the_address_run_and_show_what_they_ran(server, browser):
+    http, driver = server, browser
+    driver.get(f"{http.base_url}?a.sampler=dpmpp_2m_sde&a.spacing=karras&a.steps=8&a.n=300")
+    WebDriverWait(driver, 30).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1"
+    )
+    a = panel(driver, "A")
+    options = [o.get_attribute("value") for o in Select(field(a, "spacing")).options]
+    assert options == ["", *SPACINGS]
+    a.find_element(By.CSS_SELECTOR, '[data-action="run"]').click()
+    assert wait_state(driver, a) == "done", a.text
+    status = a.find_element(By.CSS_SELECTOR, '[data-role="status"]').text
+    assert "dpmpp_2m_sde, 8 steps (karras)" in status, status
+    body = {**request_of(a), "sampler": "dpmpp_2m_sde", "spacing": "karras", "steps": 8}
+    assert stat(a, "evaluations") == "8"
+    kl = http.post("/evaluate", json={**body, "log_p_samples": 0}).json()["kl_bits"]
+    assert stat(a, "kl_bits") == f"{kl:.3f}"
 
 
 def test_a_browser_that_cannot_start_fails_the_test_and_a_missing_one_too(tmp_path):
