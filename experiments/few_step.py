@@ -184,6 +184,34 @@ def figure(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def read_rows(path: Path) -> list[dict]:
+    """A grid.csv back as the rows `sweep` returned (numbers as numbers, blanks as None)."""
+    ints, floats = (
+        {"steps", "nfe", "nonfinite"},
+        {"kl_bits", "exact_kl_bits", "off_data", "seconds"},
+    )
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in ints & r.keys():
+            r[k] = int(r[k])
+        for k in floats & r.keys():
+            r[k] = None if r[k] in ("", "None") else float(r[k])
+    return rows
+
+
+def write(rows: list[dict], out: Path) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "grid.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    text = report(rows)
+    (out / "grid.md").write_text(text + "\n\n" + describe() + "\n")
+    figure(rows, out / "grid.png")
+    return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="results/few_step")
@@ -192,18 +220,18 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--datasets", nargs="+", default=sorted(PAPER_DATASETS))
     p.add_argument("--oracle", action="store_true", help="also each dataset's oracle")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        help="no sampling: join these grid.csv files (one per process) into --out",
+    )
     args = p.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = sweep(args.store, args.datasets, args.n, args.seed, args.oracle)
-    with open(out / "grid.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    text = report(rows)
-    (out / "grid.md").write_text(text + "\n\n" + describe() + "\n")
-    figure(rows, out / "grid.png")
-    print(text)
+    if args.merge:
+        rows = [r for path in args.merge for r in read_rows(path)]
+    else:
+        rows = sweep(args.store, args.datasets, args.n, args.seed, args.oracle)
+    print(write(rows, Path(args.out)))
 
 
 if __name__ == "__main__":

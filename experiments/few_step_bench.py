@@ -281,7 +281,14 @@ def few_step_cost(
 
 
 def render(report: dict) -> list[str]:
-    m = report["moonshot"]
+    return (
+        render_moonshot(report["moonshot"])
+        + render_samplers(report["samplers"])
+        + render_mixed(report["mixed"])
+    )
+
+
+def render_moonshot(m: dict) -> list[str]:
     lines = [
         "## Few-step sampling against the reference loop",
         "",
@@ -308,8 +315,11 @@ def render(report: dict) -> list[str]:
         f"{verdict(worst >= m['target'] and not any(r.get('missed') for r in m['rows']))}.",
         "",
     ]
-    s = report["samplers"]
-    lines += [
+    return lines
+
+
+def render_samplers(s: dict) -> list[str]:
+    lines = [
         f"### Each sampler against the roofline (n = {s['n']:,}, {s['steps']} steps)",
         "",
         f"Roofline: {s['roofline_sample_steps_per_s']:,.0f} sample-steps/s.",
@@ -322,8 +332,11 @@ def render(report: dict) -> list[str]:
             f"| {r['sampler']} | {r['evaluations']} | {r['seconds']:.3f} "
             f"| {r['sample_steps_per_s']:,.0f} | {r['roofline_fraction']:.0%} |"
         )
-    x = report["mixed"]
-    lines += [
+    return lines
+
+
+def render_mixed(x: dict) -> list[str]:
+    return [
         "",
         "### The batcher on a mix of samplers and step counts",
         "",
@@ -334,4 +347,3 @@ def render(report: dict) -> list[str]:
         f"(target >= 60%) - {verdict(x['fraction_of_offline'] >= 0.6)}.",
         "",
     ]
-    return lines
