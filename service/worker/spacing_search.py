@@ -107,6 +107,24 @@ def interpolated(model: ReadyModel, sampler: str, table: dict, steps: int) -> li
     return TunedSpacing(model.id, sampler, table).kept(steps, log_sig)
 
 
+def subdivided(model: ReadyModel, kept: tuple[int, ...], steps: int) -> list[int]:
+    """A smaller S's answer with timesteps added, one at a time, at the middle (in log sigma) of
+    its widest gap: it keeps every step the search chose, where interpolation moves them all."""
+    log_sig = ((1 / full_alpha_bar(model.schedule.config) - 1).log() / 2).numpy()
+    t = sorted(kept)
+    while len(t) < steps:
+        gaps = [
+            (log_sig[b] - log_sig[a], a, b) for a, b in zip(t, t[1:], strict=False) if b > a + 1
+        ]
+        if not gaps:  # no room between neighbours: fill from the bottom
+            t = sorted(set(t) | {min(set(range(len(log_sig))) - set(t))})
+            continue
+        _, a, b = max(gaps)
+        middle = (log_sig[a] + log_sig[b]) / 2
+        t = sorted(t + [a + 1 + int(np.argmin(np.abs(log_sig[a + 1 : b] - middle)))])
+    return t
+
+
 def tune(
     model: ReadyModel,
     sampler: str,
@@ -119,8 +137,10 @@ def tune(
 
     Two passes: largest S first, each smaller one starting from the answers so far
     interpolated (the largest from evenly spaced timesteps); then smallest first, where a
-    smaller S's answer interpolated up beats a step count's own, a search from there (a local
-    search's answer for S can miss what it found for fewer steps). `existing`: a model's
+    smaller S's answer interpolated up, or subdivided (its steps kept, the widest gaps split),
+    beats a step count's own, a search from the better of the two (a local search's answer for
+    S can miss what it found for fewer steps: moons' 10-step table was 0.122 bits against its
+    8-step 0.050 until the subdivided start). `existing`: a model's
     tables to refine (the second pass only)."""
     params = sampler_params(get_sampler(sampler), {})
 
@@ -156,8 +176,12 @@ def tune(
             found[steps], first[steps] = best[steps].kept, best[steps].kl_start
     counts = sorted(step_counts)
     for smaller, steps in zip(counts, counts[1:], strict=False):
-        start = interpolated(model, sampler, {smaller: found[smaller]}, steps)
-        if objective(start) < best[steps].kl_tuned - 0.005:
+        starts = [
+            interpolated(model, sampler, {smaller: found[smaller]}, steps),
+            subdivided(model, found[smaller], steps),
+        ]
+        value, start = min((objective(k), k) for k in starts)
+        if value < best[steps].kl_tuned - 0.005:
             result = run(steps, start)
             if result.kl_tuned < best[steps].kl_tuned:
                 best[steps] = replace(result, trials=result.trials + best[steps].trials)

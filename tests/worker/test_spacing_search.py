@@ -6,7 +6,7 @@ import shutil
 from service.core.schedule import full_alpha_bar
 from service.core.spacing import kept_timesteps
 from service.core.store import CheckpointStore
-from service.worker.spacing_search import search, trial_kl, tune
+from service.worker.spacing_search import search, subdivided, trial_kl, tune
 
 
 def test_search_finds_a_known_optimum_from_evenly_spaced_timesteps():
@@ -27,6 +27,27 @@ def test_search_keeps_the_start_where_nothing_gains_more_than_the_tolerance():
     start = [0, 30, 60, 99]
     found = search(lambda kept: 1.0 - 1e-4 * kept[0], start, tolerance=0.01)
     assert list(found.kept) == start
+
+
+def test_subdivided_keeps_every_step_and_splits_the_widest_gaps(plain_model):
+    """On the model's own log-sigma grid: the smaller run's steps all stay, each added one lands
+    at the middle of the then-widest gap (to the nearest timestep), and a run with no room left
+    between neighbours still gets its count."""
+    log_sig = ((1 / full_alpha_bar(plain_model.schedule.config) - 1).log() / 2).numpy()
+    T = len(log_sig)
+    kept = (5, 10, 30, T - 1)
+    got = subdivided(plain_model, kept, 6)
+    assert len(got) == 6 == len(set(got)) and got == sorted(got) and set(kept) <= set(got)
+    t = list(kept)
+    for _ in range(2):  # the rule written out: the widest gap's middle in log sigma
+        a, b = max(zip(t, t[1:], strict=False), key=lambda g: log_sig[g[1]] - log_sig[g[0]])
+        t = sorted(
+            t
+            + [min(range(a + 1, b), key=lambda i: abs(log_sig[i] - (log_sig[a] + log_sig[b]) / 2))]
+        )
+    assert got == t
+    full = subdivided(plain_model, tuple(range(T - 3)) + (T - 1,), T)
+    assert full == list(range(T))
 
 
 def test_tune_writes_tables_the_store_serves(tmp_path, tiny_store):
