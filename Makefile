@@ -33,7 +33,7 @@ run: install
 	$(BIN)/dgs serve --host $(HOST) --port $(PORT)
 
 # --durations=15: the slowest tests and fixture setups in CI's output, so the suite's cost
-# stays visible (issue 24: it grew from 2 to 27 minutes unnoticed)
+# stays visible (it once grew from 2 to 27 minutes unnoticed)
 test: install tools
 	$(BIN)/ruff check service tests deploy experiments
 	$(BIN)/lint-imports

@@ -27,7 +27,7 @@ from experiments.bench_spec import verdict
 from experiments.few_step import meets, steps_for
 from experiments.serving import running_server
 from service.core.evaluation import evaluate, score
-from service.core.few_step import FEW_STEP
+from service.core.few_step import FEW_STEP, spacing_for
 from service.core.model import ReadyModel
 from service.core.network import flops_per_row
 from service.core.offline import SampleResult, sample
@@ -120,7 +120,7 @@ def fastest_within(model: ReadyModel, reference_kl: float, n: int) -> dict:
     """The first (fewest NFE) configuration on the ladder whose KL meets the bar: the few-step
     default (with the model's tuned spacing where it has one), then 100-step DDPM's own
     respacing, at each NFE."""
-    spacing = FEW_STEP.spacing if model.tuned_spacing is not None else FEW_STEP.fallback_spacing
+    spacing = spacing_for(model)
     tried = []
     for nfe in NFE_LADDER:
         for sampler, sp in ((FEW_STEP.sampler, spacing), ("ddpm", "uniform")):

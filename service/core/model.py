@@ -11,7 +11,7 @@ from service.core.energy import gaussian_coef
 from service.core.manifest import ModelKind
 from service.core.network import Denoiser, InferenceWeights, inference_weights
 from service.core.schedule import Schedule, full_alpha_bar, make_schedule
-from service.core.spacing import DEFAULT_SPACING, TUNED
+from service.core.spacing import DEFAULT_SPACING, TUNED, log_sigma
 from service.core.tuned_spacing import TunedSpacing
 
 
@@ -61,7 +61,7 @@ class ReadyModel:
             if spacing == TUNED:
                 if self.tuned_spacing is None:
                     raise ValueError(f"model {self.name!r} has no tuned spacing")
-                log_sig = (1 / full_alpha_bar(self.schedule.config) - 1).log() / 2
+                log_sig = log_sigma(full_alpha_bar(self.schedule.config))
                 kept = self.tuned_spacing.kept(steps, log_sig)
             respaced = make_schedule(self.schedule.config, steps, spacing, kept)
             self._respaced[key] = respaced.to(self.device)

@@ -37,6 +37,11 @@ class Spacing:
 SPACINGS: dict[str, Spacing] = {}
 
 
+def log_sigma(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """log sig = log sqrt(1 / ab - 1) per timestep, float64: the axis spacings are laid on."""
+    return (1 / alpha_bar.double() - 1).log() / 2
+
+
 def register(spacing: Spacing) -> Spacing:
     SPACINGS[spacing.name] = spacing
     return spacing
@@ -58,7 +63,7 @@ def kept_timesteps(alpha_bar: torch.Tensor, steps: int, spacing: str = DEFAULT_S
     if sp.levels is None:  # the service's original respacing, kept bit for bit
         evenly = torch.linspace(T - 1, 0, steps, dtype=torch.float64).tolist()
         return sorted({round(v) for v in evenly})
-    log_sig = (1 / alpha_bar.double() - 1).log() / 2
+    log_sig = log_sigma(alpha_bar)
     if steps == 1:
         return [T - 1]
     return nearest_distinct(log_sig, sp.levels(log_sig, steps).tolist())

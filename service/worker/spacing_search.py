@@ -26,7 +26,7 @@ from service.core.model import ReadyModel
 from service.core.offline import sample
 from service.core.samplers import get_sampler, sampler_params
 from service.core.schedule import full_alpha_bar
-from service.core.spacing import TUNED, kept_timesteps
+from service.core.spacing import TUNED, kept_timesteps, log_sigma
 from service.core.spec import SampleSpec
 from service.core.tuned_spacing import TunedSpacing
 
@@ -103,14 +103,14 @@ def search(
 
 def interpolated(model: ReadyModel, sampler: str, table: dict, steps: int) -> list[int]:
     """`steps` timesteps from a table of other step counts (Align Your Steps' rule)."""
-    log_sig = (1 / full_alpha_bar(model.schedule.config) - 1).log() / 2
+    log_sig = log_sigma(full_alpha_bar(model.schedule.config))
     return TunedSpacing(model.id, sampler, table).kept(steps, log_sig)
 
 
 def subdivided(model: ReadyModel, kept: tuple[int, ...], steps: int) -> list[int]:
     """A smaller S's answer with timesteps added, one at a time, at the middle (in log sigma) of
     its widest gap: it keeps every step the search chose, where interpolation moves them all."""
-    log_sig = ((1 / full_alpha_bar(model.schedule.config) - 1).log() / 2).numpy()
+    log_sig = log_sigma(full_alpha_bar(model.schedule.config)).numpy()
     t = sorted(kept)
     while len(t) < steps:
         gaps = [
