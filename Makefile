@@ -20,12 +20,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 # Prometheus and promtool for the observability tests, Chromium and its driver for the
-# playground's browser test (Debian's packages; root or sudo).
+# playground's browser test, PostgreSQL's server for the database tests (Debian's packages; root
+# or sudo). The server's binaries are looked for, not psql: the client alone starts no server.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_TOOLS := prometheus chromium chromium-driver
+APT_TOOLS := prometheus chromium chromium-driver postgresql
 tools:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null && \
-	  command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  command -v chromium >/dev/null && command -v chromedriver >/dev/null && \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  ( $(SUDO) apt-get install -y -q --no-install-recommends $(APT_TOOLS) || \
 	    ( $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(APT_TOOLS) ) )
 

@@ -12,6 +12,7 @@ import torch
 from service.core.store import CheckpointStore
 from service.worker.recipes import get_recipe, train_config
 from service.worker.train import train
+from tests.postgres import postgres_db_url, postgres_url  # noqa: F401 - the session's PostgreSQL
 from tests.servers import (  # noqa: F401 - the shared live servers, as fixtures
     batching_server,
     conditional_server,
