@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +33,14 @@ def running_server(
     `log`: a file that gets the server's output (else a pipe nobody reads past start-up)."""
     port = free_port()
     output = open(log, "wb") if log is not None else subprocess.PIPE  # noqa: SIM115
-    environment = {**os.environ, "LOG_LEVEL": "warning", **{k: str(v) for k, v in env.items()}}
+    # its own sweeps database unless told which: never the working directory's data/
+    scratch = tempfile.TemporaryDirectory(prefix="dgs-data-")
+    environment = {
+        **os.environ,
+        "LOG_LEVEL": "warning",
+        "DATA_DIR": scratch.name,
+        **{k: str(v) for k, v in env.items()},
+    }
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -70,3 +78,4 @@ def running_server(
             proc.kill()
         if log is not None:
             output.close()
+        scratch.cleanup()

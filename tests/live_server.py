@@ -38,7 +38,13 @@ def server_process(
     loading), with its output in `log`. The test may stop it itself (SIGINT); it is stopped and
     waited for on the way out in any case."""
     port = free_port()
-    environment = {**os.environ, "LOG_LEVEL": "info", "HELDOUT_NLL_POINTS": "100", **env}
+    environment = {
+        **os.environ,
+        "LOG_LEVEL": "info",
+        "HELDOUT_NLL_POINTS": "100",
+        "DATA_DIR": str(log.parent / f"{log.stem}-data"),  # the test's own sweeps database
+        **env,
+    }
     command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(

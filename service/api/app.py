@@ -15,10 +15,23 @@ from service.api.body_guard import BodyLimitMiddleware
 from service.api.errors import ApiError, api_error_handler, validation_handler
 from service.api.metrics import Metrics
 from service.api.openapi_limits import served_openapi
-from service.api.routes import admin, catalog, evaluate, exact, health, loglik, sample, stream, ui
+from service.api.routes import (
+    admin,
+    catalog,
+    evaluate,
+    exact,
+    health,
+    loglik,
+    sample,
+    stream,
+    sweeps,
+    ui,
+)
 from service.api.schemas import EvaluateRequest, SampleRequest, StreamRequest
 from service.api.settings import Settings
 from service.api.state import AppState, load_registry
+from service.api.sweep_schemas import SweepRequest
+from service.api.sweeps_setup import start_sweeps, stop_sweeps
 from service.api.timing import TimingMiddleware
 from service.core.device import pick_device
 from service.serving.engine import Engine
@@ -49,7 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dgs = state
         metrics.work_ahead.set_function(lambda: state.admission.work_ahead_s)
         loading = asyncio.create_task(_load_models(state))
+        runner = await start_sweeps(state)
         yield
+        await stop_sweeps(state, runner)  # before the engine stops: its cells are handed back
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
@@ -75,11 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "/sample": SampleRequest,
                 "/sample/stream": StreamRequest,
                 "/evaluate": EvaluateRequest,
+                "/sweeps": SweepRequest,
             }
         ),
     )
     app.add_exception_handler(ApiError, api_error_handler)
-    routers = (ui, sample, stream, evaluate, loglik, catalog, exact, health, admin)
+    routers = (ui, sample, stream, evaluate, sweeps, loglik, catalog, exact, health, admin)
     for router in (r.router for r in routers):
         app.include_router(router)
     app.openapi = served_openapi(app, settings)

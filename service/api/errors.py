@@ -112,7 +112,7 @@ def _submodel(model: type[BaseModel] | None, field: str) -> type[BaseModel] | No
     return None
 
 
-def _item(err: dict[str, Any], model: type[BaseModel] | None) -> dict[str, Any]:
+def error_item(err: dict[str, Any], model: type[BaseModel] | None) -> dict[str, Any]:
     loc = [p if isinstance(p, int) else safe_text(str(p), MAX_ECHO) for p in err.get("loc", ())]
     item: dict[str, Any] = {
         "loc": loc,
@@ -140,7 +140,7 @@ def validation_handler(schemas: dict[str, type[BaseModel]]):
     async def handle(request: Request, exc: RequestValidationError) -> JSONResponse:
         model = schemas.get(request.url.path)
         errors = list(exc.errors())
-        detail = [_item(err, model) for err in errors[:MAX_ERRORS]]
+        detail = [error_item(err, model) for err in errors[:MAX_ERRORS]]
         if len(errors) > MAX_ERRORS:
             more = len(errors) - MAX_ERRORS
             detail.append(

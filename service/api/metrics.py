@@ -227,6 +227,22 @@ class Metrics:
             ["dataset", "name", "id", "device"],
             registry=r,
         )
+        self.sweeps_in_hand = Gauge(
+            "sampler_sweeps_in_hand",
+            "Sweeps running (every replica's: the count is read from the shared database).",
+            registry=r,
+        )
+        self.sweep_cells = Counter(
+            "sampler_sweep_cells_total",
+            "Sweep cells this replica finished and committed, by outcome (done, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("done", "failed"):  # both series exist from the start: rate() has data
+            self.sweep_cells.labels(outcome)
+        self.sweep_cells_in_flight = Gauge(
+            "sampler_sweep_cells_in_flight", "Sweep cells this replica is running.", registry=r
+        )
         self._load_lock = threading.Lock()
         self._load: dict[tuple[str, int], tuple[int, int]] = {}
 
@@ -282,6 +298,9 @@ class Metrics:
         self.nonfinite.labels(dataset, variant, sampler).inc(nonfinite)
         self.queue_wait.labels(dataset, priority).observe(queue_s)
         self.compute.labels(dataset, variant, sampler).observe(compute_s)
+
+    def on_sweep_cell(self, outcome: str) -> None:
+        self.sweep_cells.labels(outcome).inc()
 
     def on_evaluated(
         self, dataset: str, variant: str, sampler: str, kl_bits: float, per_sample: float

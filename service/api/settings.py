@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     max_preview_rows: int = Field(512, ge=0, le=PREVIEW_ROWS_CEILING)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
 
+    # Sweeps (README "Sweeps"): stored in SQLite at DATA_DIR/sweeps.db, or in the database
+    # DATABASE_URL names (postgresql+psycopg://user:password@host/db), which replicas share
+    data_dir: Path = Path("data")
+    database_url: SecretStr | None = None
+    sweep_max_cells: int = Field(5000, ge=1, le=1_000_000)  # cells in one sweep
+    sweep_max_active: int = Field(8, ge=1, le=1000)  # sweeps running at once
+    sweep_max_work_s: float = Field(6 * 3600.0, gt=0)  # predicted seconds of all sweeps in hand
+    # cells each replica runs at once: enough to fill a step with n = 10,000 rows each, few
+    # enough that interactive requests are not refused for the sweeps' work ahead
+    sweep_concurrency: int = Field(4, ge=1, le=256)
+    sweep_lease_s: float = Field(30.0, ge=1, le=3600)  # a dead replica's cells wait this long
+    replica_id: str | None = Field(None, max_length=80)  # default: host name and process id
+
     admin_token: SecretStr | None = None  # unset: /admin/* answers 404
     warmup: bool = True
     # Tests only, unset in production: every model's step cost as a JSON list [seconds a row,
@@ -89,7 +102,7 @@ class Settings(BaseSettings):
             )
         return v
 
-    @field_validator("admin_token", mode="before")
+    @field_validator("admin_token", "database_url", mode="before")
     @classmethod
     def _empty_token_is_unset(cls, v: object) -> object:
         return None if v == "" else v

@@ -18,6 +18,7 @@ from service.serving.batcher import BatcherOptions
 from service.serving.engine import Engine
 from service.serving.priority import ClassShare
 from service.serving.registry import Registry, build_registry
+from service.sweeps.runner import SweepRunner
 
 
 @dataclass
@@ -40,6 +41,8 @@ class AppState:
         )
     )
     loglik_pending: int = 0
+    sweeps: SweepRunner | None = None  # None: the database could not be opened
+    sweeps_error: str | None = None
 
     def __post_init__(self) -> None:
         self.admission.enabled = self.settings.admission == "deadline"

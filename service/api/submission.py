@@ -25,7 +25,7 @@ from service.core.guiders import get_guider
 from service.core.guiders.base import Reference
 from service.core.manifest import ORACLE
 from service.core.model import ReadyModel
-from service.core.plan import make_plan
+from service.core.plan import Plan, make_plan
 from service.core.spec import SampleSpec
 from service.serving.admission import Overloaded, TooLong
 from service.serving.job import (
@@ -191,8 +191,24 @@ class Submitted:
     rows_ahead: int  # rows queued on its model before it, when it was taken
 
 
+async def plan_for(state: AppState, body: _Request, n: int, seed: int) -> tuple[ServedModel, Plan]:
+    """The model a request runs on and its plan, or the 422/503 saying why not."""
+    served = _resolve(state, body)
+    T = served.model.schedule.num_timesteps
+    if body.steps is not None and body.steps > T:
+        raise field_error("steps", f"steps must be at most {T} for this model", f"1..{T}")
+    args = (served.model, spec_of(body, n, seed), _guide(state, body, served))
+    try:
+        if get_guider(body.variant).slow_first_plan:  # Density Guidance calibrates (~1 s)
+            return served, await run_in_threadpool(make_plan, *args)
+        return served, make_plan(*args)
+    except RequestError as e:
+        field = "eta" if e.field == "sampler_params.eta" and body.eta is not None else e.field
+        raise field_error(field, str(e), e.allowed) from e
+
+
 async def submit_job(
-    request: Request,
+    request: Request | None,
     state: AppState,
     body: _Request,
     n: int,
@@ -200,29 +216,19 @@ async def submit_job(
     on_step: Callable[[Job], None] | None = None,
 ) -> Submitted:
     """Validate against the model, plan, and queue: every refusal (422, 503, 504) is raised
-    here, before a stream has sent a byte."""
+    here, before a stream has sent a byte. `request`: None for a sweep's cell."""
     arrived = time.perf_counter()
-    request.state.dataset, request.state.variant = body.dataset, body.variant
     guider = get_guider(body.variant)
-    request.state.sampler = body.sampler or guider.default_sampler
+    if request is not None:  # the timing middleware's labels
+        request.state.dataset, request.state.variant = body.dataset, body.variant
+        request.state.sampler = body.sampler or guider.default_sampler
     deadline_s = _check_limits(state, body, n, max_n)
-    priority = request.state.priority = _priority(state, body, n)
+    priority = _priority(state, body, n)
+    if request is not None:
+        request.state.priority = priority
     seed = body.seed if body.seed is not None else secrets.randbelow(SEED_MAX)
     for attempt in range(2):  # a reload may retire the batcher between resolve and submit
-        served = _resolve(state, body)
-        T = served.model.schedule.num_timesteps
-        if body.steps is not None and body.steps > T:
-            raise field_error("steps", f"steps must be at most {T} for this model", f"1..{T}")
-        spec = spec_of(body, n, seed)
-        args = (served.model, spec, _guide(state, body, served))
-        try:
-            if guider.slow_first_plan:  # e.g. Density Guidance's first plan calibrates (~1 s)
-                plan = await run_in_threadpool(make_plan, *args)
-            else:
-                plan = make_plan(*args)
-        except RequestError as e:
-            field = "eta" if e.field == "sampler_params.eta" and body.eta is not None else e.field
-            raise field_error(field, str(e), e.allowed) from e
+        served, plan = await plan_for(state, body, n, seed)
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         job = Job(plan, n, seed, time.monotonic() + deadline_s, future_callback(loop, future))

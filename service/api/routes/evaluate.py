@@ -17,7 +17,7 @@ from service.api.schemas import (
     error_responses,
 )
 from service.api.state import AppState, StateDep
-from service.api.submission import run_job
+from service.api.submission import Finished, run_job
 from service.core.class_metrics import class_scores, has_class_metrics
 from service.core.evaluation import score
 from service.core.model import ReadyModel
@@ -60,6 +60,20 @@ async def _samples_log_p(
 async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> EvaluateResponse:
     """KL (bits) of n fresh samples against the dataset, with timing; sets the KL gauges."""
     done = await run_job(request, state, body, body.n, state.settings.max_eval_n)
+    return await scored(state, body, done)
+
+
+async def scored(
+    state: AppState,
+    body: EvaluateRequest,
+    done: Finished,
+    *,
+    with_nll: bool = True,
+    gauges: bool = True,
+) -> EvaluateResponse:
+    """The /evaluate answer for finished samples. A sweep's cell (`gauges` False) leaves the
+    dashboards' KL gauges to the default models' own evaluations, and skips the held-out
+    likelihood (`with_nll` False) unless its metrics ask for it."""
     job, model = done.job, done.served.model
     result = SampleResult(
         job.samples,
@@ -82,19 +96,20 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
             k: _or_none(v) if isinstance(v, float) else v for k, v in vars(by_class).items()
         }
     sampler = job.plan.sampler.name
-    held_out = await heldout(state, model)
-    nll = held_out.nll_bits
+    held_out = await heldout(state, model) if with_nll else None
+    nll = held_out.nll_bits if held_out is not None else None
     exact = ev.exact
-    state.metrics.on_exact(body.dataset, model.name, ev.variant, sampler, exact)
-    if nll is not None and body.model is None and model.objective == "plain":
+    if gauges:
+        state.metrics.on_exact(body.dataset, model.name, ev.variant, sampler, exact)
+    if gauges and nll is not None and body.model is None and model.objective == "plain":
         state.metrics.on_nll(body.dataset, nll)
     kl = None if math.isnan(ev.kl_bits) else ev.kl_bits
-    if kl is not None and body.model is None and label is None:
+    if gauges and kl is not None and body.model is None and label is None:
         # the gauges (and the KL alert) follow the default models' unconditional samples only
         state.metrics.on_evaluated(body.dataset, ev.variant, sampler, kl, ev.seconds_per_sample)
         state.metrics.on_coverage(body.dataset, ev.variant, sampler, ev.precision, ev.recall)
     log_p, method = await _samples_log_p(state, model, job, body.log_p_samples)
-    if log_p is not None and len(log_p) and body.model is None:
+    if gauges and log_p is not None and len(log_p) and body.model is None:
         state.metrics.on_log_p(body.dataset, ev.variant, sampler, float(log_p.mean()))
     state.metrics.on_sampled(
         body.dataset,
@@ -140,8 +155,8 @@ async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> 
         class_metrics=by_class,
         exact=ExactMetrics(
             **{k: _or_none(v) if isinstance(v, float) else v for k, v in exact.as_dict().items()},
-            forward_kl_bits=held_out.forward_kl_bits,
-            forward_kl_se_bits=held_out.forward_kl_se_bits,
+            forward_kl_bits=None if held_out is None else held_out.forward_kl_bits,
+            forward_kl_se_bits=None if held_out is None else held_out.forward_kl_se_bits,
         ),
         timing={
             "queue_s": job.queue_seconds,

@@ -34,6 +34,9 @@ async def readyz(state: StateDep) -> JSONResponse:
     }
     if state.load_error:
         body["error"] = state.load_error
+    if state.sweeps_error:  # sweeps are part of what this server promises
+        body["ready"] = False
+        body["error"] = "; ".join(filter(None, [body.get("error"), state.sweeps_error]))
     return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
