@@ -259,6 +259,54 @@ LATENCY_ROWS: dict[str, list[PanelSpec]] = {
             width=24,
         ),
     ],
+    "Sweeps": [
+        PanelSpec(
+            "Sweeps in hand",
+            "Sweeps queued or running. With DATABASE_URL every replica counts the same shared "
+            "database, so the panel takes the largest count, not the sum.",
+            (Query("max(sampler_sweeps_in_hand)", "sweeps"),),
+        ),
+        PanelSpec(
+            "Sweep cells done per second",
+            "Cells finished and committed, all replicas and per replica: the replicas claim "
+            "cells from the shared database, so more replicas (HPA) share a sweep out.",
+            (
+                Query(
+                    f'sum(rate(sampler_sweep_cells_total{{outcome="done"}}[{RATE}]))',
+                    "all replicas",
+                ),
+                Query(
+                    f"sum by (instance) "
+                    f'(rate(sampler_sweep_cells_total{{outcome="done"}}[{RATE}]))',
+                    "{{instance}}",
+                ),
+            ),
+        ),
+        PanelSpec(
+            "Sweep cells failed per second",
+            "Cells that ended in an error, all replicas and per replica.",
+            (
+                Query(
+                    f'sum(rate(sampler_sweep_cells_total{{outcome="failed"}}[{RATE}]))',
+                    "all replicas",
+                ),
+                Query(
+                    f"sum by (instance) "
+                    f'(rate(sampler_sweep_cells_total{{outcome="failed"}}[{RATE}]))',
+                    "{{instance}}",
+                ),
+            ),
+        ),
+        PanelSpec(
+            "Sweep cells in flight",
+            "Cells running now, all replicas and per replica (each holds a lease on its cells; "
+            "a dead replica's are taken over once SWEEP_LEASE_S has passed).",
+            (
+                Query("sum(sampler_sweep_cells_in_flight)", "all replicas"),
+                Query("sum by (instance) (sampler_sweep_cells_in_flight)", "{{instance}}"),
+            ),
+        ),
+    ],
 }
 
 
@@ -293,7 +341,9 @@ def sampler_latency():
     board = (
         db.Dashboard("Sampler latency")
         .uid("sampler-latency")
-        .description("density-guidance-service: latency, traffic, batching and sample quality.")
+        .description(
+            "density-guidance-service: latency, traffic, batching, sample quality and sweeps."
+        )
         .tags(["density-guidance-service", "generated"])
         .refresh("10s")
         .time("now-30m", "now")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 from dockerfile_parse import DockerfileParser
@@ -98,7 +100,7 @@ def test_compose_schema_check_can_fail(tmp_path):
 def test_compose_services_ports_profiles_and_pinned_images():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     s = compose["services"]
-    assert set(s) == {"sampler", "trainer", "prometheus", "grafana"}
+    assert set(s) == {"sampler", "trainer", "postgres", "prometheus", "grafana"}
     assert s["sampler"]["ports"] == ["8000:8000"] and "healthcheck" in s["sampler"]
     assert "/readyz" in " ".join(s["sampler"]["healthcheck"]["test"])
     assert s["prometheus"]["ports"] == ["9090:9090"] and s["grafana"]["ports"] == ["3000:3000"]
@@ -116,6 +118,33 @@ def test_compose_services_ports_profiles_and_pinned_images():
             source = volume.split(":")[0]
             if source.startswith("./"):
                 assert (REPO / source).exists(), source
+
+
+def with_defaults(value: str) -> str:
+    """A compose value with every ${VAR:-default} replaced by its default."""
+    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+
+
+def test_the_sampler_keeps_its_sweeps_in_the_postgres_service():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    s = compose["services"]
+    url = urlsplit(with_defaults(s["sampler"]["environment"]["DATABASE_URL"]))
+    pg = {k: with_defaults(v) for k, v in s["postgres"]["environment"].items()}
+    assert url.scheme == "postgresql+psycopg" and (url.hostname, url.port) == ("postgres", 5432)
+    assert (url.username, url.password, url.path) == (
+        pg["POSTGRES_USER"],
+        pg["POSTGRES_PASSWORD"],
+        "/" + pg["POSTGRES_DB"],
+    )
+    assert s["sampler"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert "pg_isready" in s["postgres"]["healthcheck"]["test"]
+    assert s["postgres"]["image"].startswith("postgres:")
+    volume, path = s["postgres"]["volumes"][0].split(":")
+    assert path == "/var/lib/postgresql/data" and volume in compose["volumes"]  # named: it stays
+
+
+def test_compose_defaults_are_resolved_as_compose_would():
+    assert with_defaults("a://${U:-dgs}:${P:-}@h/${D:-x}") == "a://dgs:@h/x"
 
 
 def test_gpu_override_reserves_an_nvidia_device():

@@ -71,6 +71,29 @@ def test_latency_dashboard_covers_the_issue():
         )
 
 
+def test_sweeps_row_covers_the_sweep_metrics():
+    panels = committed("sampler-latency.json")["panels"]
+    start = next(i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Sweeps")
+    row = []
+    for p in panels[start + 1 :]:
+        if p["type"] == "row":
+            break
+        row.append(p)
+    assert {p["title"] for p in row} == {
+        "Sweeps in hand",
+        "Sweep cells done per second",
+        "Sweep cells failed per second",
+        "Sweep cells in flight",
+    }
+    exprs = [e for _, e in build.expressions({"panels": row})]
+    assert any("sampler_sweeps_in_hand" in e for e in exprs)
+    assert any("sampler_sweep_cells_in_flight" in e for e in exprs)
+    for outcome in ("done", "failed"):
+        assert any(
+            f'sampler_sweep_cells_total{{outcome="{outcome}"}}' in e and "rate(" in e for e in exprs
+        ), outcome
+
+
 def test_queries_use_only_metrics_the_service_exports():
     known = {m.name for m in Metrics().registry.collect()}
     series = set()

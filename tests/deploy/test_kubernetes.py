@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from urllib.parse import quote, urlsplit
 
 import kubernetes_validate
 import pytest
@@ -60,6 +61,56 @@ def test_hpa_scales_on_cpu_and_queue_depth():
     pods = next(m for m in metrics if m["type"] == "Pods")["pods"]["metric"]["name"]
     adapter = yaml.safe_load(load("prometheus-adapter.yaml")["data"]["config.yaml"])
     assert adapter["rules"][0]["name"]["as"] == pods == "sampler_queue_rows"
+
+
+def env(doc: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container(doc)["env"]}
+
+
+def test_the_samplers_share_the_postgres_of_the_statefulset():
+    secret, service = load("postgres-secret.yaml"), load("postgres-service.yaml")
+    sts = load("postgres-statefulset.yaml")
+    pg = env(sts)
+    password_ref = pg["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"]
+    assert password_ref == {"name": secret["metadata"]["name"], "key": "password"}
+    # the placeholder goes into the URL as is, as must the password that replaces it
+    password = secret["stringData"]["password"]
+    assert "REPLACE" in password and quote(password, safe="") == password
+    for name in ("deployment.yaml", "gpu/deployment.yaml"):
+        variables = [e["name"] for e in container(load(name))["env"]]
+        sampler = env(load(name))
+        assert sampler["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == password_ref
+        url = urlsplit(sampler["DATABASE_URL"]["value"])
+        assert url.scheme == "postgresql+psycopg" and url.hostname == service["metadata"]["name"]
+        assert url.port == service["spec"]["ports"][0]["port"] == 5432
+        assert (url.username, url.path) == (
+            pg["POSTGRES_USER"]["value"],
+            "/" + pg["POSTGRES_DB"]["value"],
+        )
+        # Kubernetes expands $(VAR) only from variables defined before it
+        assert url.password == "$(POSTGRES_PASSWORD)"
+        assert variables.index("POSTGRES_PASSWORD") < variables.index("DATABASE_URL")
+
+
+def test_postgres_statefulset_service_and_volume():
+    service, sts = load("postgres-service.yaml"), load("postgres-statefulset.yaml")
+    assert sts["spec"]["serviceName"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"  # headless: the StatefulSet's pod
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert sts["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    # the sampler's Service and PDB do not pick up the database
+    for sampler in (load("service.yaml")["spec"]["selector"], load("pdb.yaml")["spec"]["selector"]):
+        assert not sampler.get("matchLabels", sampler).items() <= labels.items()
+    c = container(sts)
+    assert c["image"].startswith("postgres:") and not c["image"].endswith(":latest")
+    ports = {p["name"] for p in c["ports"]}
+    assert service["spec"]["ports"][0]["targetPort"] in ports
+    assert "pg_isready" in c["readinessProbe"]["exec"]["command"]
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    (mount,) = c["volumeMounts"]
+    assert mount["name"] == claim["metadata"]["name"]
+    assert env(sts)["PGDATA"]["value"].startswith(mount["mountPath"] + "/")
 
 
 def test_job_runs_the_worker():
