@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from service.cli_sweep import add_sweep
 from service.core.data import DATASETS, LABELLED, PAPER_DATASETS
 from service.core.device import DEVICE_CHOICES
 from service.core.errors import RequestError
@@ -653,6 +654,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_loglik,
     _add_reproduce,
     _add_bench,
+    add_sweep,
 ]
 
 

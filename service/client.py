@@ -28,6 +28,9 @@ from typing import Any
 import httpx
 import numpy as np
 
+from service import sweep_client
+from service.sweep_client import SweepResult
+
 NPY = "application/x-npy"
 NPY_FROM_N = 2000  # at and above this n, .npy transport: ~8x smaller than JSON, no parsing
 GRACE_S = 10.0  # read timeout beyond the deadline: the server answers 504 by then
@@ -373,6 +376,22 @@ class Client:
                 if wait is None:
                     raise _error(r)
             time.sleep(wait)
+
+    def sweep(
+        self,
+        grid: dict,
+        *,
+        seeds: int | list[int] = 1,
+        metrics: list[str] | None = None,
+        name: str | None = None,
+        progress: bool = True,
+    ) -> SweepResult:
+        """POST /sweeps, follow it (a tqdm bar with `progress`) and return its table:
+        `.rows` (one a cell), `.summary` (one a config, means and 95% intervals over seeds),
+        `.frame` (a pandas DataFrame where pandas is installed)."""
+        return sweep_client.sweep(
+            self, grid, seeds=seeds, metrics=metrics, name=name, progress=progress
+        )
 
     def variants(self) -> list[dict]:
         return self._get("/variants")["variants"]
