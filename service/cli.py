@@ -320,6 +320,17 @@ def _experiments(module: str, command: str) -> Any:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    if args.server:
+        on_server = _experiments("experiments.reproduce_sweeps", "reproduce").reproduce_on_server
+        datasets = args.datasets or sorted(PAPER_DATASETS)
+        rows = on_server(
+            args.server, Path(args.out), datasets, args.n, args.sweep_n, args.seed, True
+        )
+        failed = sum(r["state"] != "done" for r in rows)
+        print(
+            f"{len(rows)} cells as sweeps on {args.server} ({failed} failed); {args.out}/sweeps.csv"
+        )
+        return 0 if not failed else 1
     reproduce = _experiments("experiments.reproduce", "reproduce").reproduce
 
     cells = reproduce(
@@ -357,6 +368,12 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", nargs="+", choices=sorted(PAPER_DATASETS), default=None)
     p.add_argument("--recipe", default="paper", help="which recipe's models (default: paper)")
     p.add_argument("--retrain", action="store_true", help="retrain the models first")
+    p.add_argument(
+        "--server",
+        default=None,
+        help="run Table 1 and the scale sweep as sweeps on this server (its database keeps "
+        "them) instead of in this process; writes OUT/sweeps.csv",
+    )
     p.add_argument(
         "--what-works-n",
         type=_seed,  # an integer >= 0
