@@ -81,6 +81,8 @@ def test_a_sweep_runs_every_cell_and_reports_means_with_intervals(server):
         )
     )
     assert len(table) == 2 and float(table[1]["kl_bits"]) == pytest.approx(summary[1]["kl_bits"])
+    alone = server.get(f"/sweeps/{created['id']}/results", params={"table": "summary"}).json()
+    assert alone["summary"] == summary and "rows" not in alone
     listed = server.get("/sweeps").json()
     assert listed[0]["id"] == created["id"] and listed[0]["done"] == 6
 

@@ -208,7 +208,8 @@ async def sweep_results(
     table: Literal["cells", "summary"] = "cells",
 ) -> Response:
     """The table: one row a cell, or (table=summary) one a config with each metric's mean over
-    seeds and its 95% interval (`<metric>_low`, `<metric>_high`); as JSON or CSV."""
+    seeds and its 95% interval (`<metric>_low`, `<metric>_high`); as JSON (`summary`, and
+    `rows` unless table=summary) or CSV."""
     runner = _runner(state)
     found = await _sweep(runner, sweep_id)
     spec = found["spec"]
@@ -223,11 +224,10 @@ async def sweep_results(
             media_type="text/csv",
             headers={"content-disposition": f'attachment; filename="{name}"'},
         )
-    status = _status(found, None).model_dump()
-    return Response(
-        json.dumps({"sweep": status, "rows": rows, "summary": summed}),
-        media_type="application/json",
-    )
+    answer = {"sweep": _status(found, None).model_dump(), "summary": summed}
+    if table == "cells":  # a summary alone stays small for a sweep of thousands of cells
+        answer["rows"] = rows
+    return Response(json.dumps(answer), media_type="application/json")
 
 
 @router.get(
