@@ -4,6 +4,7 @@ is committed exactly once; a database that cannot be opened is named by /readyz.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from service.sweeps.store import SweepStore
+from tests.api.test_reload_and_identity import edit_manifest
 from tests.live_server import server_process
 from tests.polling import wait_until
 
@@ -28,9 +30,13 @@ def _kill(proc) -> None:
 
 @pytest.mark.timeout(240)
 def test_a_killed_server_resumes_its_sweep_and_keeps_every_finished_cell(api_store, tmp_path):
-    data = tmp_path / "data"
+    """Then, on the restarted server, a model that breaks mid-sweep (reloaded with a corrupt
+    manifest) fails the cells left, each with its reason, and the sweep still ends."""
+    data, store = tmp_path / "data", tmp_path / "store"
+    shutil.copytree(api_store, store)
     env = {"DATA_DIR": str(data), "SWEEP_CONCURRENCY": "2", "SWEEP_MAX_ACTIVE": "1"}
-    with server_process(api_store, tmp_path / "first.log", **env) as (proc, client):
+    env["ADMIN_TOKEN"] = "s3cret"
+    with server_process(store, tmp_path / "first.log", **env) as (proc, client):
         _ready(client)
         sweep_id = client.post("/sweeps", json={"grid": SLOW_GRID, "seeds": 8}).json()["id"]
         wait_until(
@@ -43,10 +49,10 @@ def test_a_killed_server_resumes_its_sweep_and_keeps_every_finished_cell(api_sto
         refused = client.post("/sweeps", json={"grid": SLOW_GRID})
         assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
         _kill(proc)
-    store = SweepStore(f"sqlite:///{data / 'sweeps.db'}")
-    before = {c["idx"]: c for c in store.cells(sweep_id) if c["state"] == "done"}
+    db = SweepStore(f"sqlite:///{data / 'sweeps.db'}")
+    before = {c["idx"]: c for c in db.cells(sweep_id) if c["state"] == "done"}
     assert 3 <= len(before) < 8
-    with server_process(api_store, tmp_path / "second.log", **env) as (_, client):
+    with server_process(store, tmp_path / "second.log", **env) as (_, client):
         _ready(client)
         wait_until(
             lambda: client.get(f"/sweeps/{sweep_id}?rows=false").json()["state"] == "done",
@@ -54,7 +60,21 @@ def test_a_killed_server_resumes_its_sweep_and_keeps_every_finished_cell(api_sto
             "the sweep finishes after the restart",
             0.2,
         )
-    after = {c["idx"]: c for c in store.cells(sweep_id)}
+        grid = {**SLOW_GRID, "model": "moons-plain"}
+        broken = client.post("/sweeps", json={"grid": grid, "seeds": 8}).json()["id"]
+        edit_manifest(store / "moons-plain", lambda m: m["model"].update(coord_scale=3.0), False)
+        reload = client.post("/admin/reload", headers={"authorization": "Bearer s3cret"})
+        assert reload.json()["retired"] == ["moons-plain"]
+        ended = wait_until(
+            lambda: (s := client.get(f"/sweeps/{broken}").json())["state"] == "done" and s,
+            120,
+            "the sweep with a broken model ends",
+            0.2,
+        )
+        failed = [r for r in ended["rows"] if r["state"] == "failed"]
+        assert failed and ended["done"] + ended["failed"] == 8
+        assert all("moons-plain/manifest.json" in r["error"] for r in failed)
+    after = {c["idx"]: c for c in db.cells(sweep_id)}
     assert len(after) == 8 and all(c["state"] == "done" for c in after.values())
     for idx, cell in before.items():  # not redone: the same commit, the same numbers
         assert after[idx]["finished_at"] == cell["finished_at"]
