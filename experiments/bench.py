@@ -6,7 +6,8 @@ real server under concurrent load with batching on and off; step-level against r
 batching under Poisson arrivals; interactive requests beside batch jobs, by priority
 (priority_bench.py); the overload storm; a profile of where a step's time goes
 (profile_bench.py); training speed; few-step sampling against the reference loop
-(few_step_bench.py).
+(few_step_bench.py); a grid as one sweep against the same cells one /evaluate after another,
+one offline batch and the reference loop (sweep_bench.py).
 Writes bench.json and bench.md.
 """
 
@@ -33,6 +34,8 @@ from experiments import (
     profile_bench,
     refactor_bench,
     stream_bench,
+    sweep_bench,
+    sweep_latency_bench,
 )
 from experiments.bench_spec import SECTIONS
 from experiments.loadgen import closed_loop, poisson
@@ -263,6 +266,8 @@ def bench(
         + 2 * (1 if quick else 2) * ("refactor" in sections)
         + len(exact_bench.DATASETS) * ("exact" in sections)
         + len(few_step_bench.DATASETS) * ("few_step" in sections)
+        + 4 * ("sweep" in sections)
+        + ("sweep_latency" in sections)
     )
     bar = tqdm(total=total, desc="bench", unit="run")
     report: dict = {"machine": machine(), "device": str(device), "started": time.ctime()}
@@ -308,6 +313,13 @@ def bench(
         report["few_step"] = few_step_bench.few_step_cost(
             CheckpointStore(store), Path(store), device, peak, quick, bar=bar
         )
+    if "sweep" in sections:
+        report["sweep"] = sweep_bench.sweep_cost(
+            CheckpointStore(store), Path(store), device, quick, bar=bar
+        )
+    if "sweep_latency" in sections:
+        report["sweep_latency"] = sweep_latency_bench.run(Path(store))
+        bar.update(1)
     bar.close()
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     from experiments.bench_report import render

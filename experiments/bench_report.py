@@ -10,6 +10,8 @@ from experiments import (
     profile_bench,
     refactor_bench,
     stream_bench,
+    sweep_bench,
+    sweep_latency_bench,
 )
 from experiments.bench_spec import verdict
 
@@ -171,6 +173,10 @@ def render(report: dict) -> str:
         lines += exact_bench.render(report["exact"])
     if "few_step" in report:
         lines += few_step_bench.render(report["few_step"])
+    if "sweep" in report:
+        lines += sweep_bench.render(report["sweep"])
+    if "sweep_latency" in report:
+        lines += sweep_latency_bench.render(report["sweep_latency"])
     if "training" in report:
         t = report["training"]
         lines += [

@@ -16,6 +16,8 @@ SECTIONS = (
     "refactor",
     "exact",
     "few_step",
+    "sweep",
+    "sweep_latency",
 )
 
 

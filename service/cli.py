@@ -431,6 +431,8 @@ BENCH_SECTIONS = (
     "refactor",
     "exact",
     "few_step",
+    "sweep",
+    "sweep_latency",
 )
 
 

@@ -16,7 +16,10 @@ from tests.api.test_reload_and_identity import edit_manifest
 from tests.live_server import server_process
 from tests.polling import wait_until
 
-SLOW_GRID = {"dataset": "moons", "variant": "baseline", "n": 1000, "steps": 100}
+SLOW_GRID = {"dataset": "moons", "variant": "baseline", "n": 1000, "steps": 50}
+# no warm-up or cost measurement: these servers' start-ups are most of these tests' time, and
+# nothing here reads a latency
+QUICK_START = {"WARMUP": "false"}
 
 
 def _ready(client) -> None:
@@ -34,7 +37,7 @@ def test_a_killed_server_resumes_its_sweep_and_keeps_every_finished_cell(api_sto
     manifest) fails the cells left, each with its reason, and the sweep still ends."""
     data, store = tmp_path / "data", tmp_path / "store"
     shutil.copytree(api_store, store)
-    env = {"DATA_DIR": str(data), "SWEEP_CONCURRENCY": "2", "SWEEP_MAX_ACTIVE": "1"}
+    env = {"DATA_DIR": str(data), "SWEEP_CONCURRENCY": "2", "SWEEP_MAX_ACTIVE": "1", **QUICK_START}
     env["ADMIN_TOKEN"] = "s3cret"
     with server_process(store, tmp_path / "first.log", **env) as (proc, client):
         _ready(client)
@@ -87,6 +90,7 @@ def test_two_servers_share_a_sweep_and_a_killed_ones_cells_are_taken_over(
     api_store, tmp_path, postgres_db_url
 ):
     env = {"DATABASE_URL": postgres_db_url, "SWEEP_LEASE_S": "1.5", "SWEEP_CONCURRENCY": "2"}
+    env.update(QUICK_START)
     store = SweepStore(postgres_db_url)
     with (
         server_process(api_store, tmp_path / "a.log", REPLICA_ID="a", **env) as (proc_a, a),
@@ -124,7 +128,8 @@ def test_two_servers_share_a_sweep_and_a_killed_ones_cells_are_taken_over(
 def test_a_database_that_cannot_be_opened_is_named_by_readyz(api_store, tmp_path: Path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    with server_process(api_store, tmp_path / "s.log", DATA_DIR=str(blocker)) as (_, client):
+    env = {"DATA_DIR": str(blocker), **QUICK_START}
+    with server_process(api_store, tmp_path / "s.log", **env) as (_, client):
 
         def loaded_and_named():
             r = client.get("/readyz")
