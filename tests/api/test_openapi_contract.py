@@ -56,6 +56,8 @@ def contract_server(api_store) -> Iterator[httpx.Client]:
     # one torch thread: tiny batches gain nothing from two, and on a busy 2-core machine two
     # threads made the run 15x slower (spinning against the client and other processes)
     env["TORCH_THREADS"] = "1"
+    # the fuzzer's valid sweeps run in the background: a few small cells each, one at a time
+    env.update(SWEEP_MAX_CELLS="4", SWEEP_CONCURRENCY="1")
     with live_server(api_store, **env) as client:
         yield client
 

@@ -37,6 +37,9 @@ def exact_log_p(model, x: np.ndarray) -> np.ndarray:
     return -0.5 * y_end2 / v_end - math.log(2 * math.pi * v_end) + math.log(stretch)
 
 
+pytestmark = pytest.mark.usefixtures("every_core")  # tests/conftest.py: why
+
+
 @pytest.fixture(scope="module")
 def gaussian():
     return gaussian_energy_model()

@@ -30,6 +30,8 @@ from service.worker.train import ENERGY_NETWORK, network_config
 from ..conftest import SHIPPED_STORE
 from .gaussian import gaussian_energy_model
 
+pytestmark = pytest.mark.usefixtures("every_core")  # tests/conftest.py: why
+
 
 @pytest.fixture(scope="module")
 def energy_model():

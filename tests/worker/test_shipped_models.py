@@ -2,10 +2,8 @@
 
 import json
 import math
-import os
 
 import pytest
-import torch
 
 from service.core.data import DATASETS, reference_points
 from service.core.evaluation import reference_mean_log_rho
@@ -70,16 +68,6 @@ def test_shipped_checkpoint_is_small_complete_and_loads(name):
     assert manifest["training"]["steps"] == get_recipe(manifest["recipe"]).train.steps
     assert math.isfinite(manifest["kl_bits"]) and "mean_log_p_hat" in manifest
     STORE.load(name)
-
-
-@pytest.fixture(scope="module")
-def every_core():
-    """This module's 10,000-sample draws (2 minutes of the suite) on every core: nothing else
-    runs beside them, and the manifests' KLs hold up to thread-order rounding either way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(os.cpu_count() or 1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name", NAMES)
