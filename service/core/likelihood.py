@@ -36,12 +36,23 @@ LogProb = Callable[[np.ndarray], np.ndarray]  # y (B, d) float64 -> (B,)
 HELDOUT_SEED = 1_000_003
 
 
+class SolveStopped(Exception):
+    """The caller's `should_stop` said so (a passed deadline, a client gone) between two of the
+    solver's evaluations: the solve is abandoned and its thread is free."""
+
+
+class _Capped(Exception):
+    pass
+
+
 @dataclass(frozen=True)
 class Likelihood:
     log_density: np.ndarray  # (N,) float64, nats; NaN where `finite` is False
     finite: np.ndarray  # (N,) bool: False where the integration met non-finite values
     nfev: int  # evaluations of eps_fn, each one forward and d input-gradient passes
     seconds: float
+    # (N,) object: why a point is not finite ("non-finite", "evaluation cap ..."), else None
+    reasons: np.ndarray | None = None
 
 
 def bits_per_dim(log_density: np.ndarray, dim: int = 2) -> float:
@@ -77,11 +88,20 @@ def _integrate(
     sigma_offset: float,
     method: str,
     sigma_start: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray, int]:
+    max_evaluations: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     n, d = y0.shape
     bad = np.zeros(n, dtype=bool)  # sticky: once non-finite, a point's state is frozen
+    calls = 0
 
     def rhs(s: float, z: np.ndarray) -> np.ndarray:
+        nonlocal calls
+        calls += 1
+        if should_stop is not None and should_stop():
+            raise SolveStopped("the likelihood solve was stopped")
+        if max_evaluations is not None and calls > max_evaluations:
+            raise _Capped
         # z = [y (n*d), int div (n)]; s = log(sigma + offset), so dz/ds = (sigma + offset) dz/dsigma
         scale = math.exp(s)
         sigma = max(scale - sigma_offset, 0.0)
@@ -94,12 +114,18 @@ def _integrate(
 
     z0 = np.concatenate([y0.ravel(), np.zeros(n)])
     span = (math.log(sigma_start + sigma_offset), math.log(sigma_max + sigma_offset))
-    sol = solve_ivp(rhs, span, z0, method=method, rtol=rtol, atol=atol)
+    try:
+        sol = solve_ivp(rhs, span, z0, method=method, rtol=rtol, atol=atol)
+    except _Capped:
+        reasons = np.full(n, f"past the evaluation cap ({max_evaluations}) of its group", object)
+        return np.full(n, np.nan), np.zeros(n, dtype=bool), calls - 1, reasons
     z = sol.y[:, -1]
     with np.errstate(all="ignore"):
         log_p = prior_log_prob(z[: n * d].reshape(n, d)) + z[n * d :]
     finite = ~bad & np.isfinite(log_p) & sol.success  # a failed solve trusts no point
-    return np.where(finite, log_p, np.nan), finite, int(sol.nfev)
+    reasons = np.full(n, None, object)
+    reasons[~finite] = "non-finite values" if sol.success else f"the solver failed: {sol.message}"
+    return np.where(finite, log_p, np.nan), finite, int(sol.nfev), reasons
 
 
 def ode_log_likelihood(
@@ -114,6 +140,8 @@ def ode_log_likelihood(
     batch: int | None = None,
     method: str = "RK45",
     sigma_start: float = 0.0,
+    max_evaluations: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Likelihood:
     """log p_0(y0) in nats from the probability-flow ODE, integrated from sigma = 0 to sigma_max
     (or log p_sigma_start(y0), the density at that noise level, from sigma_start).
@@ -126,6 +154,8 @@ def ode_log_likelihood(
     steps in s are equally hard, while the offset keeps sigma = 0 (the data) at a finite s and
     spends O(1) of s below sigma_offset, where eps barely changes. A point whose eps or
     divergence turns non-finite is flagged (`finite` False, log-density NaN), never raised.
+    `max_evaluations`: a batch whose solve needs more is flagged whole, with its reason;
+    `should_stop` is asked before every evaluation and ends the solve with SolveStopped.
     """
     if isinstance(y0, torch.Tensor):
         y0 = y0.detach().cpu().numpy()
@@ -149,12 +179,16 @@ def ode_log_likelihood(
             sigma_offset,
             method,
             sigma_start,
+            max_evaluations,
+            should_stop,
         )
         for i in range(0, len(y0), step)
     ]
-    log_p, finite, nfev = zip(*parts, strict=True)
+    log_p, finite, nfev, reasons = zip(*parts, strict=True)
     seconds = time.perf_counter() - start
-    return Likelihood(np.concatenate(log_p), np.concatenate(finite), sum(nfev), seconds)
+    return Likelihood(
+        np.concatenate(log_p), np.concatenate(finite), sum(nfev), seconds, np.concatenate(reasons)
+    )
 
 
 def noise_levels(config: ScheduleConfig) -> np.ndarray:
@@ -223,6 +257,8 @@ def model_log_likelihood(
     batch: int | None = None,
     method: str = "RK23",
     at_level: int | None = None,
+    max_evaluations: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Likelihood:
     """log p(points) in nats under the model's probability-flow ODE and its sampler's prior.
 
@@ -257,6 +293,8 @@ def model_log_likelihood(
         # times closer to a 1e-8 reference than RK45 at 1e-5, for ~2x the evaluations
         method=method,
         sigma_start=start,
+        max_evaluations=max_evaluations,
+        should_stop=should_stop,
     )
     if not jacobian:
         return result

@@ -13,6 +13,7 @@ import torch
 
 from service.core.data import get_dataset
 from service.core.likelihood import (
+    SolveStopped,
     bits_per_dim,
     model_log_likelihood,
     noise_levels,
@@ -148,6 +149,36 @@ def test_a_point_whose_eps_turns_non_finite_is_flagged_not_raised():
     assert np.isnan(result.log_density[-1])
     exact = gaussian_log_prob(S**2)(y0[:-1])
     assert np.abs(result.log_density[:-1] - exact).max() < EXACT_NATS
+
+
+def test_a_batch_past_its_evaluation_cap_is_flagged_with_the_reason():
+    y0 = held_out(n=8)
+    prior = gaussian_log_prob(S**2 + SIGMA_MAX**2)
+    free = ode_log_likelihood(gaussian_eps, y0, SIGMA_MAX, prior)
+    assert free.reasons.tolist() == [None] * len(y0)
+    enough = ode_log_likelihood(gaussian_eps, y0, SIGMA_MAX, prior, max_evaluations=free.nfev)
+    assert enough.finite.all() and np.array_equal(enough.log_density, free.log_density)
+    capped = ode_log_likelihood(
+        gaussian_eps, y0, SIGMA_MAX, prior, max_evaluations=free.nfev // 2, batch=4
+    )
+    assert not capped.finite.any() and np.isnan(capped.log_density).all()
+    assert capped.nfev == 3 * (free.nfev // 2)  # 11 points: 3 batches, each stopped at its cap
+    assert all("evaluation cap" in r for r in capped.reasons)
+
+
+def test_should_stop_ends_the_solve_between_evaluations():
+    asked = []
+
+    def stop_after_ten() -> bool:
+        asked.append(1)
+        return len(asked) > 10
+
+    prior = gaussian_log_prob(S**2 + SIGMA_MAX**2)
+    with pytest.raises(SolveStopped):
+        ode_log_likelihood(
+            gaussian_eps, held_out(n=4), SIGMA_MAX, prior, should_stop=stop_after_ten
+        )
+    assert len(asked) == 11  # asked before every evaluation, and not one evaluation more
 
 
 def test_bits_per_dim():
