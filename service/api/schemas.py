@@ -668,6 +668,14 @@ class LoglikRequest(BaseModel):
         None, ge=1, le=LOGLIK_MAX_POINTS, description="Held-out data points (without points)."
     )
     seed: int = Field(HELDOUT_SEED, ge=0, le=SEED_MAX, description="Seed of the held-out data.")
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        le=DEADLINE_CEILING,
+        allow_inf_nan=False,
+        description="Seconds the solve may take (default DEFAULT_DEADLINE_S, at most "
+        "MAX_DEADLINE_S); past it: 504, and the solve stops at its next evaluation.",
+    )
 
 
 class LoglikResponse(BaseModel):
@@ -675,6 +683,9 @@ class LoglikResponse(BaseModel):
         description="log p(x) per point, nats; null where the integration was not finite."
     )
     finite: list[bool]
+    reasons: list[str | None] = Field(
+        default_factory=list, description="Why each point is not finite (null where it is)."
+    )
     mean_log_density: float | None = Field(description="Over the finite points, nats.")
     bits_per_dim: float | None = Field(description="-mean log p / (2 ln 2).")
     n: int

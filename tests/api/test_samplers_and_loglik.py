@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import httpx
 import numpy as np
 import pytest
 
@@ -193,3 +194,30 @@ def test_density_and_prior_guidance_over_http_are_the_offline_samplers(
     else:  # prior sets the starting norm only: nothing tracked, the ODE scores the samples
         assert got["log_p"] is None and got["target_log_p"] is None
         assert ev.json()["mean_log_p_method"] == "ode" and ev.json()["mean_log_p_n"] == 20
+
+
+# Far points keep the adaptive solver at tiny steps: this request would hold the likelihood
+# thread for many minutes if it were not stopped.
+FAR = {"dataset": "moons", "points": [[50.0, -50.0], [-60.0, 70.0]] * 100}
+NEAR = {"dataset": "moons", "points": [[0.0, 0.5]]}
+
+
+def test_a_passed_loglik_deadline_is_a_504_and_frees_the_solver(server):
+    r = server.post("/loglik", json={**FAR, "deadline_s": 1.0})
+    assert r.status_code == 504 and "deadline" in r.json()["detail"]
+    # the stopped solve no longer holds the thread: a one-point solve is answered at once
+    after = server.post("/loglik", json=NEAR, timeout=30)
+    assert after.status_code == 200 and after.json()["finite"] == [True]
+    assert after.json()["reasons"] == [None]
+
+
+def test_a_client_that_goes_away_stops_its_loglik_solve(server):
+    with pytest.raises(httpx.ReadTimeout):
+        server.post("/loglik", json=FAR, timeout=1.0)
+    after = server.post("/loglik", json=NEAR, timeout=30)
+    assert after.status_code == 200 and after.json()["finite"] == [True]
+
+
+def test_a_loglik_deadline_over_the_servers_maximum_is_a_422(server):
+    r = server.post("/loglik", json={**NEAR, "deadline_s": 601.0})
+    assert r.status_code == 422 and "deadline_s" in r.text and "600" in r.text

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from service.api.body_guard import require_json
 from service.api.errors import ApiError, field_error
 from service.api.schemas import LoglikRequest, LoglikResponse, error_responses
 from service.api.state import AppState, StateDep
-from service.api.submission import resolve_model
+from service.api.submission import resolve_model, watch_disconnect
 from service.core.data import get_dataset
 from service.core.exact.metrics import forward_kl_bits
 from service.core.likelihood import (
@@ -30,26 +33,58 @@ MAX_PENDING = 2  # likelihood requests running or waiting; beyond: 503
 
 
 async def log_likelihood(
-    state: AppState, model: ReadyModel, points: np.ndarray, refuse_when_busy: bool = True
+    state: AppState,
+    model: ReadyModel,
+    points: np.ndarray,
+    refuse_when_busy: bool = True,
+    deadline_s: float | None = None,
+    request: Request | None = None,
 ) -> Likelihood:
     """On the likelihood thread (one torch thread of its own), not the engine's: an adaptive ODE
     solve takes seconds to a minute and must not stop every model's denoising steps.
     `refuse_when_busy` False queues behind the solves in hand instead of a 503 (an /evaluate
-    whose samples are already drawn)."""
+    whose samples are already drawn). Past `deadline_s` (504), or when `request`'s client goes
+    away (499), the solve stops at its next evaluation and the thread is free again."""
     if not refuse_when_busy:  # not counted: what /loglik may queue is its own
-        return await _solve(state, model, points)
+        return await _solve(state, model, points, deadline_s, request)
     if state.loglik_pending >= MAX_PENDING:
         raise ApiError(503, "the likelihood solver is busy; retry later", {"Retry-After": "10"})
     state.loglik_pending += 1
     try:
-        return await _solve(state, model, points)
+        return await _solve(state, model, points, deadline_s, request)
     finally:
         state.loglik_pending -= 1
 
 
-async def _solve(state: AppState, model: ReadyModel, points: np.ndarray) -> Likelihood:
-    solve = state.loglik_pool.submit(model_log_likelihood, model, points, RTOL, ATOL)
-    return await asyncio.wrap_future(solve)
+async def _solve(
+    state: AppState,
+    model: ReadyModel,
+    points: np.ndarray,
+    deadline_s: float | None,
+    request: Request | None,
+) -> Likelihood:
+    stop = threading.Event()
+    solve = state.loglik_pool.submit(
+        functools.partial(model_log_likelihood, model, points, RTOL, ATOL, should_stop=stop.is_set)
+    )
+    answer = asyncio.wrap_future(solve)
+    # a stopped solve ends in SolveStopped, which nobody awaits any more: read it here
+    answer.add_done_callback(lambda f: f.cancelled() or f.exception())
+    watcher = asyncio.ensure_future(watch_disconnect(request)) if request is not None else None
+    try:
+        waited = {answer} if watcher is None else {answer, watcher}
+        done, _ = await asyncio.wait(waited, timeout=deadline_s, return_when="FIRST_COMPLETED")
+        if answer in done:
+            return answer.result()
+        if watcher is not None and watcher in done:
+            raise ApiError(499, "client closed the request")
+        raise ApiError(504, f"deadline of {deadline_s} s exceeded: the solve was stopped")
+    finally:
+        stop.set()  # a no-op for a finished solve; a queued or running one stops at once
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
 
 @dataclass(frozen=True)
@@ -91,20 +126,28 @@ async def _heldout(state: AppState, model: ReadyModel) -> HeldOut:
     "/loglik",
     response_model=LoglikResponse,
     dependencies=[Depends(require_json)],
-    responses=error_responses(400, 413, 415, 422, 503),
+    responses=error_responses(400, 413, 415, 422, 503, 504),
 )
-async def loglik(body: LoglikRequest, state: StateDep) -> LoglikResponse:
+async def loglik(body: LoglikRequest, request: Request, state: StateDep) -> LoglikResponse:
     """log p(x) per point in nats, and the mean in bits per dimension, from the model's
     probability-flow ODE with the exact 2x2 divergence (adaptive solver, rtol = atol = 1e-5)."""
     if (body.points is None) == (body.n is None):
         raise field_error("points", "give either points or n, not both or neither", "one of them")
+    s = state.settings
+    deadline_s = body.deadline_s or s.default_deadline_s
+    if deadline_s > s.max_deadline_s:
+        raise field_error(
+            "deadline_s",
+            f"deadline_s must be at most {s.max_deadline_s}",
+            f"0 < deadline_s <= {s.max_deadline_s}",
+        )
     served = resolve_model(state, body.dataset, "plain", body.model)
     model = served.model
     if body.points is not None:
         points = np.asarray(body.points, dtype=np.float64)
     else:
         points = get_dataset(body.dataset, body.n, body.seed).astype(np.float64)
-    result = await log_likelihood(state, model, points)
+    result = await log_likelihood(state, model, points, True, deadline_s, request)
     finite = result.log_density[result.finite]
     mean = float(finite.mean()) if len(finite) else None
     bpd = float(bits_per_dim(finite)) if len(finite) else None
@@ -116,6 +159,9 @@ async def loglik(body: LoglikRequest, state: StateDep) -> LoglikResponse:
             for v, ok in zip(result.log_density, result.finite, strict=True)
         ],
         finite=[bool(ok) for ok in result.finite],
+        reasons=[None if r is None else str(r) for r in result.reasons]
+        if result.reasons is not None
+        else [],
         mean_log_density=mean,
         bits_per_dim=bpd,
         n=len(points),
