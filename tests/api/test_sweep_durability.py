@@ -16,7 +16,7 @@ from tests.api.test_reload_and_identity import edit_manifest
 from tests.live_server import server_process
 from tests.polling import wait_until
 
-SLOW_GRID = {"dataset": "moons", "variant": "baseline", "n": 1000, "steps": 50}
+SLOW_GRID = {"dataset": "moons", "variant": "baseline", "n": 600, "steps": 40}
 # no warm-up or cost measurement: these servers' start-ups are most of these tests' time, and
 # nothing here reads a latency
 QUICK_START = {"WARMUP": "false"}
@@ -89,7 +89,7 @@ def test_a_killed_server_resumes_its_sweep_and_keeps_every_finished_cell(api_sto
 def test_two_servers_share_a_sweep_and_a_killed_ones_cells_are_taken_over(
     api_store, tmp_path, postgres_db_url
 ):
-    env = {"DATABASE_URL": postgres_db_url, "SWEEP_LEASE_S": "1.5", "SWEEP_CONCURRENCY": "2"}
+    env = {"DATABASE_URL": postgres_db_url, "SWEEP_LEASE_S": "1", "SWEEP_CONCURRENCY": "2"}
     env.update(QUICK_START)
     store = SweepStore(postgres_db_url)
     with (
