@@ -32,19 +32,19 @@ class SweepResult:
     @property
     def frame(self) -> Any:
         """The rows as a pandas DataFrame, or None where pandas is not installed."""
-        try:
-            import pandas
-        except ImportError:
-            return None
-        return pandas.DataFrame(self.rows)
+        return _frame(self.rows)
 
     @property
     def summary_frame(self) -> Any:
-        try:
-            import pandas
-        except ImportError:
-            return None
-        return pandas.DataFrame(self.summary)
+        return _frame(self.summary)
+
+
+def _frame(rows: list[dict[str, Any]]) -> Any:
+    try:
+        import pandas
+    except ImportError:
+        return None
+    return pandas.DataFrame(rows)
 
 
 def read_grid_file(path: str | Path) -> dict[str, Any]:

@@ -49,11 +49,10 @@ class Finished:
     total_s: float
 
 
-def _check_limits(state: AppState, body: _Request, n: int, max_n: int) -> float:
+def deadline_of(state: AppState, deadline_s: float | None) -> float:
+    """A request's deadline: its own or the server's default, or the 422 past the maximum."""
     s = state.settings
-    if n > max_n:
-        raise field_error("n", f"n must be at most {max_n} on this server", f"1 <= n <= {max_n}")
-    deadline = body.deadline_s or s.default_deadline_s
+    deadline = deadline_s or s.default_deadline_s
     if deadline > s.max_deadline_s:
         raise field_error(
             "deadline_s",
@@ -61,6 +60,12 @@ def _check_limits(state: AppState, body: _Request, n: int, max_n: int) -> float:
             f"0 < deadline_s <= {s.max_deadline_s}",
         )
     return deadline
+
+
+def _check_limits(state: AppState, body: _Request, n: int, max_n: int) -> float:
+    if n > max_n:
+        raise field_error("n", f"n must be at most {max_n} on this server", f"1 <= n <= {max_n}")
+    return deadline_of(state, body.deadline_s)
 
 
 def _priority(state: AppState, body: _Request, n: int) -> str:

@@ -16,7 +16,7 @@ from service.api.body_guard import require_json
 from service.api.errors import ApiError, field_error
 from service.api.schemas import LoglikRequest, LoglikResponse, error_responses
 from service.api.state import AppState, StateDep
-from service.api.submission import resolve_model, watch_disconnect
+from service.api.submission import deadline_of, resolve_model, watch_disconnect
 from service.core.data import get_dataset
 from service.core.exact.metrics import forward_kl_bits
 from service.core.likelihood import (
@@ -133,14 +133,7 @@ async def loglik(body: LoglikRequest, request: Request, state: StateDep) -> Logl
     probability-flow ODE with the exact 2x2 divergence (adaptive solver, rtol = atol = 1e-5)."""
     if (body.points is None) == (body.n is None):
         raise field_error("points", "give either points or n, not both or neither", "one of them")
-    s = state.settings
-    deadline_s = body.deadline_s or s.default_deadline_s
-    if deadline_s > s.max_deadline_s:
-        raise field_error(
-            "deadline_s",
-            f"deadline_s must be at most {s.max_deadline_s}",
-            f"0 < deadline_s <= {s.max_deadline_s}",
-        )
+    deadline_s = deadline_of(state, body.deadline_s)
     served = resolve_model(state, body.dataset, "plain", body.model)
     model = served.model
     if body.points is not None:
