@@ -20,6 +20,8 @@ SLOW_GRID = {"dataset": "moons", "variant": "baseline", "n": 600, "steps": 40}
 # no warm-up or cost measurement: these servers' start-ups are most of these tests' time, and
 # nothing here reads a latency
 QUICK_START = {"WARMUP": "false"}
+# the two-replica test needs cells slow enough that both replicas hold some at once
+SHARED_GRID = {**SLOW_GRID, "n": 1000, "steps": 100}
 
 
 def _ready(client) -> None:
@@ -89,7 +91,7 @@ def test_a_killed_server_resumes_its_sweep_and_keeps_every_finished_cell(api_sto
 def test_two_servers_share_a_sweep_and_a_killed_ones_cells_are_taken_over(
     api_store, tmp_path, postgres_db_url
 ):
-    env = {"DATABASE_URL": postgres_db_url, "SWEEP_LEASE_S": "1", "SWEEP_CONCURRENCY": "2"}
+    env = {"DATABASE_URL": postgres_db_url, "SWEEP_LEASE_S": "1.5", "SWEEP_CONCURRENCY": "2"}
     env.update(QUICK_START)
     store = SweepStore(postgres_db_url)
     with (
@@ -98,7 +100,7 @@ def test_two_servers_share_a_sweep_and_a_killed_ones_cells_are_taken_over(
     ):
         _ready(a)
         _ready(b)
-        sweep_id = a.post("/sweeps", json={"grid": SLOW_GRID, "seeds": 8}).json()["id"]
+        sweep_id = a.post("/sweeps", json={"grid": SHARED_GRID, "seeds": 12}).json()["id"]
 
         def both_working_and_a_holds_one():
             cells = store.cells(sweep_id)
@@ -116,7 +118,7 @@ def test_two_servers_share_a_sweep_and_a_killed_ones_cells_are_taken_over(
             0.2,
         )
     cells = {c["idx"]: c for c in store.cells(sweep_id)}
-    assert len(cells) == 8 and all(c["state"] == "done" for c in cells.values())
+    assert len(cells) == 12 and all(c["state"] == "done" for c in cells.values())
     assert all(c["completions"] == 1 for c in cells.values())  # exactly once
     for cell in held:  # what a held when it died, b did after the lease lapsed
         taken = cells[cell["idx"]]
