@@ -29,7 +29,9 @@ from service.core.spec import SampleSpec
 MU = np.array([0.5, -1.0])
 S = 0.7
 SIGMA_MAX = 20.0
-EXACT_NATS = 1e-3  # max abs error per point at rtol = atol = 1e-5 (reached: ~4e-4)
+# max abs error per point at rtol = atol = 1e-5 with RK23, per point (reached: 2.0e-3 on the
+# 4-to-5-s.d. tails, 3e-4 inside them; scipy's shared-step RK23 reaches 1.8e-3)
+EXACT_NATS = 2.5e-3
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -73,7 +75,7 @@ def test_gaussian_log_likelihood_is_exact():
     assert result.nfev > 0 and result.seconds > 0
     # the error is the solver's: it shrinks with the tolerance
     tight = ode_log_likelihood(gaussian_eps, y0, SIGMA_MAX, prior, rtol=1e-7, atol=1e-7)
-    assert np.abs(tight.log_density - exact).max() < 1e-5
+    assert np.abs(tight.log_density - exact).max() < EXACT_NATS / 50  # reached: 2.1e-5
 
 
 def test_batches_give_the_same_answer_as_one_system():
@@ -151,16 +153,45 @@ def test_a_point_whose_eps_turns_non_finite_is_flagged_not_raised():
     assert np.abs(result.log_density[:-1] - exact).max() < EXACT_NATS
 
 
-def test_a_batch_past_its_evaluation_cap_is_flagged_with_the_reason():
+def test_a_point_past_its_evaluation_cap_is_flagged_and_the_others_are_untouched():
+    def harder_far_out(y: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        # a wobble that only rows far out for their noise level feel (y spreads as sigma
+        # grows): their steps shrink, the others' do not
+        wobble = torch.sin(40 * y) * (y.abs().sum(dim=1, keepdim=True) > 10 * (1 + sigma))
+        return gaussian_eps(y, sigma) + wobble
+
+    near = held_out(n=8)
+    prior = gaussian_log_prob(S**2 + SIGMA_MAX**2)
+    alone = ode_log_likelihood(harder_far_out, near, SIGMA_MAX, prior)
+    assert alone.reasons.tolist() == [None] * len(near)
+    cap = int(alone.evaluations.max()) + 30
+    both = ode_log_likelihood(
+        harder_far_out,
+        np.concatenate([near, [[30.0, -30.0]]]),
+        SIGMA_MAX,
+        prior,
+        max_evaluations=cap,
+    )
+    assert both.finite.tolist() == [True] * len(near) + [False]
+    assert "evaluation cap" in both.reasons[-1] and both.evaluations[-1] <= cap
+    # the near points took exactly their own steps, to the last bit
+    assert np.array_equal(both.evaluations[:-1], alone.evaluations)
+    assert np.array_equal(both.log_density[:-1], alone.log_density)
+
+
+def test_the_scipy_solver_caps_a_whole_batch():
     y0 = held_out(n=8)
     prior = gaussian_log_prob(S**2 + SIGMA_MAX**2)
-    free = ode_log_likelihood(gaussian_eps, y0, SIGMA_MAX, prior)
+
+    def solve(**kw):
+        return ode_log_likelihood(gaussian_eps, y0, SIGMA_MAX, prior, solver="scipy", **kw)
+
+    free = solve()
     assert free.reasons.tolist() == [None] * len(y0)
-    enough = ode_log_likelihood(gaussian_eps, y0, SIGMA_MAX, prior, max_evaluations=free.nfev)
+    assert np.abs(free.log_density - gaussian_log_prob(S**2)(y0)).max() < EXACT_NATS
+    enough = solve(max_evaluations=free.nfev)
     assert enough.finite.all() and np.array_equal(enough.log_density, free.log_density)
-    capped = ode_log_likelihood(
-        gaussian_eps, y0, SIGMA_MAX, prior, max_evaluations=free.nfev // 2, batch=4
-    )
+    capped = solve(max_evaluations=free.nfev // 2, batch=4)
     assert not capped.finite.any() and np.isnan(capped.log_density).all()
     assert capped.nfev == 3 * (free.nfev // 2)  # 11 points: 3 batches, each stopped at its cap
     assert all("evaluation cap" in r for r in capped.reasons)
@@ -188,17 +219,35 @@ def test_bits_per_dim():
 def test_a_trained_model_prefers_its_data_and_flags_or_bounds_far_points(plain_model):
     data = get_dataset("moons", 48, seed=7)
     far = np.array([[4.0, 4.0], [-4.0, 4.0], [5.0, -3.0], [50.0, -50.0]])
-    result = model_log_likelihood(plain_model, np.concatenate([data, far]))
+    # the cap stops (50, -50) (it needs ~8,000 evaluations on this model, the others ~3,000)
+    result = model_log_likelihood(plain_model, np.concatenate([data, far]), max_evaluations=4_000)
     log_p = result.log_density
-    assert result.finite[: len(data)].all()
+    assert result.finite[:51].all()
     assert np.array_equal(result.finite, np.isfinite(log_p))  # a flag, never a bare NaN
     assert log_p[:48].mean() > log_p[48:51].max() + 5
-    if result.finite[-1]:
-        assert log_p[-1] < log_p[:48].min()
+    assert not result.finite[-1] and "evaluation cap (4000)" in result.reasons[-1]
+
+
+def test_a_far_point_does_not_raise_the_near_points_cost(plain_model):
+    """The issue's case: one point far from the data beside held-out points. Each point takes
+    its own steps, so the near points' evaluations stay within 5% of their cost
+    alone (seen: 1.00; not exactly equal, since a batch's float32 matmuls round differently
+    with its size). (The shared-step scipy solve gave them the far point's steps: 3,077
+    evaluations for 200 held-out points alone, 8,669 beside (50, -50), on the shipped model.)"""
+    near_cost_factor = 1.05
+    near = get_dataset("moons", 4, seed=9)
+    far = np.array([[50.0, -50.0]])
+    cap = 4_000  # the near points need ~3,400 at most; the far one ~8,000: flagged at the cap
+    alone = model_log_likelihood(plain_model, near, max_evaluations=cap)
+    both = model_log_likelihood(plain_model, np.concatenate([near, far]), max_evaluations=cap)
+    assert alone.finite.all() and both.finite[:-1].all()
+    assert both.evaluations[:-1].sum() <= near_cost_factor * alone.evaluations.sum()
+    assert np.abs(both.log_density[:-1] - alone.log_density).max() < 1e-2
+    assert not both.finite[-1] and "evaluation cap" in both.reasons[-1]
 
 
 def test_tightening_the_tolerance_barely_moves_the_answer(plain_model):
-    points = get_dataset("moons", 8, seed=8)
+    points = get_dataset("moons", 4, seed=8)
     loose = model_log_likelihood(plain_model, points)  # rtol = atol = 1e-5
     tight = model_log_likelihood(plain_model, points, rtol=1e-6, atol=1e-6)
     assert np.abs(loose.log_density - tight.log_density).max() < 1e-2  # seen: ~2e-3
