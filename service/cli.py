@@ -625,7 +625,14 @@ def _loglik(args: argparse.Namespace) -> int:
     )
     if points.ndim != 2 or points.shape[1] != 2 or not np.isfinite(points).all():
         raise ValueError(f"{args.points}: need a finite (N, 2) array, got shape {points.shape}")
-    result = model_log_likelihood(model, points, rtol=args.tol, atol=args.tol)
+    result = model_log_likelihood(
+        model,
+        points,
+        rtol=args.tol,
+        atol=args.tol,
+        solver=args.solver,
+        max_evaluations=args.max_evaluations,
+    )
     finite = result.log_density[result.finite]
     _print_json(
         {
@@ -636,6 +643,8 @@ def _loglik(args: argparse.Namespace) -> int:
             "mean_log_density": float(finite.mean()) if len(finite) else None,
             "bits_per_dim": float(bits_per_dim(finite)) if len(finite) else None,
             "evaluations": result.nfev,
+            "point_evaluations_max": int(result.evaluations.max()),
+            "solver": args.solver,
             "seconds": round(result.seconds, 3),
         }
     )
@@ -660,6 +669,15 @@ def _add_loglik(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--points", default=None, help="a .npy (N, 2) array instead of data")
     p.add_argument("--tol", type=float, default=1e-5, help="solver rtol and atol")
+    p.add_argument(
+        "--solver",
+        default="pointwise",
+        choices=["pointwise", "scipy"],
+        help="pointwise: each point its own RK23 steps (the service's); scipy: one shared step",
+    )
+    p.add_argument(
+        "--max-evaluations", type=_positive, default=None, help="cap on each point's evaluations"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(func=_loglik)
 

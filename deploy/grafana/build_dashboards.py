@@ -307,6 +307,52 @@ LATENCY_ROWS: dict[str, list[PanelSpec]] = {
             ),
         ),
     ],
+    "Likelihood": [
+        PanelSpec(
+            "Likelihood work ahead",
+            "Predicted seconds of likelihood solves taken and not finished (/loglik and "
+            "/evaluate's log-densities, one solver thread). A solve is refused with 503 when "
+            "this plus its own would miss its deadline.",
+            (Query("sampler_loglik_work_ahead_seconds", "{{instance}}"),),
+            unit="s",
+        ),
+        PanelSpec(
+            "Likelihood solves per second by outcome",
+            "done; refused at admission (503 or 422); deadline (504: stopped at its deadline); "
+            "disconnected (the client went away: stopped); failed.",
+            (
+                Query(
+                    f"sum by (outcome) (rate(sampler_loglik_solves_total[{RATE}]))",
+                    "{{outcome}}",
+                ),
+            ),
+        ),
+        PanelSpec(
+            "Likelihood evaluations per second",
+            "The solver's work: batched network evaluations (calls) and point evaluations "
+            "(one point in one call). Each point takes its own steps, capped at "
+            "LOGLIK_MAX_EVALUATIONS.",
+            (
+                Query(
+                    f"sum by (kind) (rate(sampler_loglik_evaluations_total[{RATE}]))",
+                    "{{kind}}",
+                ),
+            ),
+        ),
+        PanelSpec(
+            "Likelihood solve time p50 / p99",
+            "Seconds of each finished solve on the solver's thread.",
+            tuple(
+                Query(
+                    f"histogram_quantile({q}, "
+                    f"sum by (le) (rate(sampler_loglik_solve_seconds_bucket[{RATE}])))",
+                    f"p{round(float(q) * 100)}",
+                )
+                for q in ("0.5", "0.99")
+            ),
+            unit="s",
+        ),
+    ],
 }
 
 

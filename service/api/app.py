@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.dgs = state
         metrics.work_ahead.set_function(lambda: state.admission.work_ahead_s)
+        metrics.loglik_work_ahead.set_function(lambda: state.loglik_admission.work_ahead_s)
         loading = asyncio.create_task(_load_models(state))
         runner = await start_sweeps(state)
         yield

@@ -50,6 +50,7 @@ ENDPOINTS = (
     "metrics",
     "reload",
 )
+LOGLIK_OUTCOMES = ("done", "refused", "deadline", "disconnected", "failed")
 NONE = "none"  # the label for a request that never named a valid dataset or variant
 
 
@@ -243,6 +244,35 @@ class Metrics:
         self.sweep_cells_in_flight = Gauge(
             "sampler_sweep_cells_in_flight", "Sweep cells this replica is running.", registry=r
         )
+        self.loglik_work_ahead = Gauge(
+            "sampler_loglik_work_ahead_seconds",
+            "Predicted seconds of likelihood solves taken and not finished (admission's view).",
+            registry=r,
+        )
+        self.loglik_solves = Counter(
+            "sampler_loglik_solves_total",
+            "Likelihood solves (/loglik, and /evaluate's log-densities) by outcome: done, "
+            "refused (503 or 422 at admission), deadline (504), disconnected, failed.",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in LOGLIK_OUTCOMES:
+            self.loglik_solves.labels(outcome)
+        self.loglik_evaluations = Counter(
+            "sampler_loglik_evaluations_total",
+            "The likelihood solver's work: batched network evaluations (calls), and point "
+            "evaluations (one point in one call), finished and stopped solves alike.",
+            ["kind"],
+            registry=r,
+        )
+        for kind in ("calls", "points"):
+            self.loglik_evaluations.labels(kind)
+        self.loglik_seconds = Histogram(
+            "sampler_loglik_solve_seconds",
+            "Seconds of each finished likelihood solve on the solver's thread.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self._load_lock = threading.Lock()
         self._load: dict[tuple[str, int], tuple[int, int]] = {}
 
@@ -298,6 +328,15 @@ class Metrics:
         self.nonfinite.labels(dataset, variant, sampler).inc(nonfinite)
         self.queue_wait.labels(dataset, priority).observe(queue_s)
         self.compute.labels(dataset, variant, sampler).observe(compute_s)
+
+    def on_loglik_solve(self, outcome: str) -> None:
+        self.loglik_solves.labels(outcome if outcome in LOGLIK_OUTCOMES else "failed").inc()
+
+    def on_loglik_work(self, calls: int, point_evaluations: int, seconds: float) -> None:
+        self.loglik_evaluations.labels("calls").inc(calls)
+        self.loglik_evaluations.labels("points").inc(point_evaluations)
+        if seconds > 0:
+            self.loglik_seconds.observe(seconds)
 
     def on_sweep_cell(self, outcome: str) -> None:
         self.sweep_cells.labels(outcome).inc()

@@ -633,7 +633,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": ERRORS[code]} for code in codes}
 
 
-LOGLIK_MAX_POINTS = 2000  # the ODE runs on the engine thread: this bounds its pause (~seconds)
+# Bounds one solve's work: points x LOGLIK_MAX_EVALUATIONS point-evaluations (README "Likelihood")
+LOGLIK_MAX_POINTS = 2000
 POINT_LIMIT = 100.0  # |coordinate| bound; the datasets lie within 5
 
 
@@ -694,5 +695,16 @@ class LoglikResponse(BaseModel):
     model_name: str
     rtol: float
     atol: float
-    evaluations: int = Field(description="Network evaluations of the adaptive ODE solver.")
+    evaluations: int = Field(
+        description="Batched network evaluations of the adaptive ODE solver (each point takes "
+        "its own steps; a call evaluates every point still running)."
+    )
+    point_evaluations: list[int] = Field(
+        default_factory=list,
+        description="Evaluations each point took: its own work, capped at max_evaluations.",
+    )
+    max_evaluations: int = Field(
+        description="The cap on a point's evaluations (LOGLIK_MAX_EVALUATIONS); a point past "
+        "it is not finite, and its reason says so."
+    )
     seconds: float

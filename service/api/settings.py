@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # while the body streams in, so a 50 MB body costs 64 KiB of memory and a 413.
     # held-out points behind /evaluate's nll_bits, once per model (an ODE solve per point)
     heldout_nll_points: int = Field(500, ge=10, le=10_000)
+    # The likelihood solve's cap on each point's evaluations (forward and two input-gradient
+    # passes): a point that needs more is flagged finite false with the reason. The shipped
+    # moons model's held-out points take ~2,400 (the hardest of 2,000: ~5,000), points 10 to
+    # 50 from the data 7,000 to 24,000. README "Likelihood" gives the worst case it allows.
+    loglik_max_evaluations: int = Field(25_000, ge=100, le=1_000_000)
     # /sample/stream: rows of x_t and x_0 in one preview event (each row is sent every preview)
     max_preview_rows: int = Field(512, ge=0, le=PREVIEW_ROWS_CEILING)
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)

@@ -16,6 +16,7 @@ from service.api.settings import Settings
 from service.serving.admission import Admission, Cost
 from service.serving.batcher import BatcherOptions
 from service.serving.engine import Engine
+from service.serving.loglik_admission import LoglikAdmission
 from service.serving.priority import ClassShare
 from service.serving.registry import Registry, build_registry
 from service.sweeps.runner import SweepRunner
@@ -40,12 +41,14 @@ class AppState:
             1, thread_name_prefix="loglik", initializer=torch.set_num_threads, initargs=(1,)
         )
     )
-    loglik_pending: int = 0
+    loglik_admission: LoglikAdmission = field(default_factory=LoglikAdmission)
     sweeps: SweepRunner | None = None  # None: the database could not be opened
     sweeps_error: str | None = None
 
     def __post_init__(self) -> None:
         self.admission.enabled = self.settings.admission == "deadline"
+        self.loglik_admission.enabled = self.settings.admission == "deadline"
+        self.loglik_admission.max_evaluations = self.settings.loglik_max_evaluations
         self.share.min_share = self.settings.batch_min_share
 
 

@@ -61,12 +61,17 @@ class Overloaded(Exception):
 class TooLong(Exception):
     """The request alone cannot finish inside its deadline on this server."""
 
-    def __init__(self, compute_s: float, deadline_s: float):
+    def __init__(
+        self,
+        compute_s: float,
+        deadline_s: float,
+        advice: str = "raise deadline_s or lower n or steps",
+    ):
         self.needed_s = compute_s / SAFETY  # the deadline it would be admitted with, idle
         super().__init__(
             f"this request needs about {compute_s:.1f} s of compute on this server, so a "
             f"deadline of at least {self.needed_s:.0f} s; its deadline is {deadline_s:g} s: "
-            "raise deadline_s or lower n or steps"
+            + advice
         )
 
 

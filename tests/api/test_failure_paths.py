@@ -103,31 +103,37 @@ def test_batching_off_runs_one_request_at_a_time_with_the_same_samples(off_serve
     assert off_server.post("/sample", json=req).json()["samples"] == step_level
 
 
-# points far from the data keep the solver busy until their deadline stops them: the requests
-# below find it busy for those seconds whatever the machine's speed (held-out points, which
-# finish in a few seconds, let a probe through once both had finished)
-SLOW = {"dataset": "moons", "points": [[50.0, -50.0]] * 20, "deadline_s": 8.0}
+# Points far from the data keep the solver busy until their deadline stops them. Admission
+# predicts a solve of two typical points (~3 s), so SLOW is taken and holds the solver for
+# its 8 s, and a second one, whose 4 s deadline cannot fit behind it, is refused at once.
+SLOW = {"dataset": "moons", "points": [[50.0, -50.0], [-60.0, 70.0]], "deadline_s": 8.0}
 
 
-def test_loglik_is_503_while_its_solver_is_busy_and_evaluate_waits_its_turn(off_server):
-    """Two /loglik solves in hand: a third is refused at once; an /evaluate, whose samples are
-    drawn by then, waits for the solver instead (it used to get the 503 as well)."""
-    with ThreadPoolExecutor(3) as pool:
-        slow = [pool.submit(off_server.post, "/loglik", json=SLOW) for _ in range(3)]
-        # all three arrive within milliseconds and each holds the solver for seconds: the
-        # last to arrive is refused, while the other two are in hand
-        busy = wait_until(
-            lambda: next((f.result() for f in slow if f.done()), None),
-            60,
-            "one of three /loglik answered at once",
+def test_loglik_is_503_when_the_work_ahead_misses_its_deadline_and_evaluate_waits_its_turn(
+    off_server,
+):
+    """A /loglik solve in hand: a second that could not finish inside its deadline behind it
+    is refused at once, with a Retry-After from the work ahead; an /evaluate, whose samples
+    are drawn by then, waits for the solver instead; the solves' outcomes are counted."""
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(off_server.post, "/loglik", json=SLOW)
+        wait_until(
+            lambda: value(scrape(off_server), "sampler_loglik_work_ahead_seconds") > 0,
+            30,
+            "the slow solve was taken",
             every=0.05,
         )
+        busy = off_server.post("/loglik", json={**SLOW, "deadline_s": 4.0})
         assert busy.status_code == 503, busy.text
-        assert busy.headers["retry-after"] == "10" and "busy" in busy.json()["detail"]
+        assert "work ahead" in busy.json()["detail"]
+        assert 1 <= int(busy.headers["retry-after"]) <= 20
         # a model whose held-out likelihood this server has not computed yet
         body = {"dataset": "moons", "model": "density", "n": 50, "log_p_samples": 0}
         ev = off_server.post("/evaluate", json=body)
         assert ev.status_code == 200, ev.text
         assert ev.json()["nll_bits"] is not None
-        codes = sorted(f.result(120).status_code for f in slow)
-        assert codes == [503, 504, 504], codes
+        assert slow.result(60).status_code == 504
+    metrics = scrape(off_server)
+    for outcome in ("refused", "deadline", "done"):
+        assert value(metrics, "sampler_loglik_solves_total", outcome=outcome) >= 1, outcome
+    assert value(metrics, "sampler_loglik_evaluations_total", kind="points") > 0

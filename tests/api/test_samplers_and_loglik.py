@@ -111,7 +111,7 @@ def test_bad_sampler_input_is_a_422_naming_the_field(server, extra, field, fragm
 
 
 def test_loglik_of_points_matches_the_library(server, plain_model):
-    points = [[0.0, 0.5], [1.0, -0.3], [9.0, 9.0]]
+    points = [[0.0, 0.5], [1.0, -0.3], [3.0, 3.0]]
     r = server.post("/loglik", json={"dataset": "moons", "model": "moons-plain", "points": points})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -200,15 +200,41 @@ def test_density_and_prior_guidance_over_http_are_the_offline_samplers(
 # thread for many minutes if it were not stopped.
 FAR = {"dataset": "moons", "points": [[50.0, -50.0], [-60.0, 70.0]] * 100}
 NEAR = {"dataset": "moons", "points": [[0.0, 0.5]]}
+# Two far points: admission predicts a solve of two typical points (~3 s), so a 6 s deadline
+# admits it, and the far points' ~20,000 evaluations each run into that deadline.
+FEW_FAR = {"dataset": "moons", "points": [[50.0, -50.0], [-60.0, 70.0]], "deadline_s": 6.0}
 
 
 def test_a_passed_loglik_deadline_is_a_504_and_frees_the_solver(server):
-    r = server.post("/loglik", json={**FAR, "deadline_s": 1.0})
+    r = server.post("/loglik", json=FEW_FAR)
     assert r.status_code == 504 and "deadline" in r.json()["detail"]
     # the stopped solve no longer holds the thread: a one-point solve is answered at once
     after = server.post("/loglik", json=NEAR, timeout=30)
     assert after.status_code == 200 and after.json()["finite"] == [True]
     assert after.json()["reasons"] == [None]
+    assert max(after.json()["point_evaluations"]) <= after.json()["max_evaluations"]
+
+
+def test_a_loglik_deadline_shorter_than_its_predicted_solve_is_a_422_saying_what_it_needs(
+    server,
+):
+    r = server.post("/loglik", json={**FAR, "deadline_s": 1.0})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"][0]
+    assert detail["loc"] == ["body", "deadline_s"] and "fewer points" in detail["msg"]
+    assert detail["allowed"].startswith("deadline_s >= ")
+
+
+def test_evaluate_s_log_density_keeps_the_request_s_deadline(server):
+    """/evaluate's own solve of its samples' log-density stops at the request's deadline (504)
+    and frees the solver; it used to run on with no bound."""
+    warm = {"dataset": "moons", "n": 50, "log_p_samples": 0}  # the held-out NLL, cached
+    assert server.post("/evaluate", json=warm).status_code == 200
+    body = {"dataset": "moons", "n": 2000, "log_p_samples": 2000, "deadline_s": 5.0}
+    r = server.post("/evaluate", json=body)  # 2,000 samples' solve: about a minute here
+    assert r.status_code == 504 and "deadline" in r.json()["detail"], r.text
+    after = server.post("/loglik", json=NEAR, timeout=30)
+    assert after.status_code == 200 and after.json()["finite"] == [True]
 
 
 def test_a_client_that_goes_away_stops_its_loglik_solve(server):

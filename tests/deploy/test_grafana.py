@@ -94,6 +94,26 @@ def test_sweeps_row_covers_the_sweep_metrics():
         ), outcome
 
 
+def test_likelihood_row_covers_the_solver_s_metrics():
+    panels = committed("sampler-latency.json")["panels"]
+    start = next(
+        i for i, p in enumerate(panels) if p["type"] == "row" and p["title"] == "Likelihood"
+    )
+    row = []
+    for p in panels[start + 1 :]:
+        if p["type"] == "row":
+            break
+        row.append(p)
+    exprs = " ".join(e for _, e in build.expressions({"panels": row}))
+    for metric in (
+        "sampler_loglik_work_ahead_seconds",
+        "sampler_loglik_solves_total",
+        "sampler_loglik_evaluations_total",
+        "sampler_loglik_solve_seconds_bucket",
+    ):
+        assert metric in exprs, metric
+
+
 def test_queries_use_only_metrics_the_service_exports():
     known = {m.name for m in Metrics().registry.collect()}
     series = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
@@ -27,6 +28,11 @@ from service.serving.job import Job
 router = APIRouter(tags=["sampling"])
 
 
+def _left(job: Job) -> float:
+    """Seconds left of the request's deadline (the job's, set when it was admitted)."""
+    return job.deadline - time.monotonic()
+
+
 def _or_none(value: float) -> float | None:
     return None if math.isnan(value) else value
 
@@ -37,17 +43,20 @@ LOG_P_BOUND = 100.0
 
 
 async def _samples_log_p(
-    state: AppState, model: ReadyModel, job: Job, count: int
+    state: AppState, model: ReadyModel, job: Job, count: int, request: Request | None
 ) -> tuple[np.ndarray | None, str | None]:
     """The samples' log-density under the model: density's own tracked values, or the exact
-    ODE likelihood of the first `count` finite samples, queued on the likelihood thread."""
+    ODE likelihood of the first `count` finite samples, queued on the likelihood thread and
+    stopped at the request's deadline (504) or when its client goes away."""
     if job.log_p is not None:
         return job.log_p[np.isfinite(job.log_p)], "tracked"
     points = job.samples[np.isfinite(job.samples).all(axis=1)]
     points = points[(np.abs(points) <= LOG_P_BOUND).all(axis=1)][:count]
     if not count or not len(points):
         return None, None
-    result = await log_likelihood(state, model, points.astype(np.float64), refuse_when_busy=False)
+    result = await log_likelihood(
+        state, model, points.astype(np.float64), False, _left(job), request
+    )
     return result.log_density[result.finite], "ode"
 
 
@@ -60,7 +69,7 @@ async def _samples_log_p(
 async def evaluate(body: EvaluateRequest, request: Request, state: StateDep) -> EvaluateResponse:
     """KL (bits) of n fresh samples against the dataset, with timing; sets the KL gauges."""
     done = await run_job(request, state, body, body.n, state.settings.max_eval_n)
-    return await scored(state, body, done)
+    return await scored(state, body, done, request=request)
 
 
 async def scored(
@@ -70,10 +79,12 @@ async def scored(
     *,
     with_nll: bool = True,
     gauges: bool = True,
+    request: Request | None = None,
 ) -> EvaluateResponse:
     """The /evaluate answer for finished samples. A sweep's cell (`gauges` False) leaves the
     dashboards' KL gauges to the default models' own evaluations, and skips the held-out
-    likelihood (`with_nll` False) unless its metrics ask for it."""
+    likelihood (`with_nll` False) unless its metrics ask for it. The likelihoods keep the
+    request's deadline: past it a 504, and a solve of its own stops."""
     job, model = done.job, done.served.model
     result = SampleResult(
         job.samples,
@@ -96,7 +107,7 @@ async def scored(
             k: _or_none(v) if isinstance(v, float) else v for k, v in vars(by_class).items()
         }
     sampler = job.plan.sampler.name
-    held_out = await heldout(state, model) if with_nll else None
+    held_out = await heldout(state, model, _left(job)) if with_nll else None
     nll = held_out.nll_bits if held_out is not None else None
     exact = ev.exact
     if gauges:
@@ -108,7 +119,7 @@ async def scored(
         # the gauges (and the KL alert) follow the default models' unconditional samples only
         state.metrics.on_evaluated(body.dataset, ev.variant, sampler, kl, ev.seconds_per_sample)
         state.metrics.on_coverage(body.dataset, ev.variant, sampler, ev.precision, ev.recall)
-    log_p, method = await _samples_log_p(state, model, job, body.log_p_samples)
+    log_p, method = await _samples_log_p(state, model, job, body.log_p_samples, request)
     if gauges and log_p is not None and len(log_p) and body.model is None:
         state.metrics.on_log_p(body.dataset, ev.variant, sampler, float(log_p.mean()))
     state.metrics.on_sampled(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
 import threading
 from dataclasses import dataclass
@@ -22,14 +21,15 @@ from service.core.exact.metrics import forward_kl_bits
 from service.core.likelihood import (
     HELDOUT_SEED,
     Likelihood,
+    SolveStopped,
     bits_per_dim,
     model_log_likelihood,
 )
 from service.core.model import ReadyModel
+from service.serving.admission import Overloaded, TooLong
 
 router = APIRouter(tags=["likelihood"])
 RTOL = ATOL = 1e-5
-MAX_PENDING = 2  # likelihood requests running or waiting; beyond: 503
 
 
 async def log_likelihood(
@@ -41,19 +41,58 @@ async def log_likelihood(
     request: Request | None = None,
 ) -> Likelihood:
     """On the likelihood thread (one torch thread of its own), not the engine's: an adaptive ODE
-    solve takes seconds to a minute and must not stop every model's denoising steps.
-    `refuse_when_busy` False queues behind the solves in hand instead of a 503 (an /evaluate
-    whose samples are already drawn). Past `deadline_s` (504), or when `request`'s client goes
-    away (499), the solve stops at its next evaluation and the thread is free again."""
-    if not refuse_when_busy:  # not counted: what /loglik may queue is its own
-        return await _solve(state, model, points, deadline_s, request)
-    if state.loglik_pending >= MAX_PENDING:
-        raise ApiError(503, "the likelihood solver is busy; retry later", {"Retry-After": "10"})
-    state.loglik_pending += 1
+    solve takes seconds to minutes and must not stop every model's denoising steps.
+
+    Admission (serving/loglik_admission.py) takes the solve only if it and the solves ahead of
+    it can finish inside `deadline_s`: otherwise 503 with a Retry-After from the work ahead, or
+    422 when it could not even alone. `refuse_when_busy` False queues it whatever the work
+    ahead (an /evaluate whose samples are drawn already). Past `deadline_s` (504), or when
+    `request`'s client goes away (499), the solve stops at its next evaluation and the thread
+    is free again."""
     try:
-        return await _solve(state, model, points, deadline_s, request)
+        ticket = state.loglik_admission.admit(model.id, len(points), deadline_s, refuse_when_busy)
+    except Overloaded as e:
+        state.metrics.on_loglik_solve("refused")
+        raise ApiError(
+            503, f"{e}; retry after {e.retry_after_s} s", {"Retry-After": str(e.retry_after_s)}
+        ) from e
+    except TooLong as e:
+        state.metrics.on_loglik_solve("refused")
+        raise field_error(
+            "deadline_s", str(e), f"deadline_s >= {e.needed_s:.0f} for these points"
+        ) from e
+    outcome = "failed"
+    try:
+        result = await _solve(state, model, points, deadline_s, request, ticket)
+        outcome = "done"
+        return result
+    except ApiError as e:
+        outcome = {504: "deadline", 499: "disconnected"}.get(e.status, "failed")
+        raise
     finally:
-        state.loglik_pending -= 1
+        state.loglik_admission.release(ticket)
+        state.metrics.on_loglik_solve(outcome)
+
+
+def _run(
+    state: AppState, model: ReadyModel, points: np.ndarray, stop: threading.Event, ticket
+) -> Likelihood:
+    """The solve itself, on the likelihood thread: its work goes to the metrics and to what
+    admission learns, whether it finishes or is stopped."""
+    admission = state.loglik_admission
+    admission.start(ticket)
+    cap = state.settings.loglik_max_evaluations
+    try:
+        result = model_log_likelihood(
+            model, points, RTOL, ATOL, max_evaluations=cap, should_stop=stop.is_set
+        )
+    except SolveStopped as e:
+        state.metrics.on_loglik_work(e.calls, e.evaluations, 0.0)
+        raise
+    evaluations = int(result.evaluations.sum())
+    admission.learn(ticket, result.nfev, evaluations, result.seconds)
+    state.metrics.on_loglik_work(result.nfev, evaluations, result.seconds)
+    return result
 
 
 async def _solve(
@@ -62,11 +101,12 @@ async def _solve(
     points: np.ndarray,
     deadline_s: float | None,
     request: Request | None,
+    ticket,
 ) -> Likelihood:
     stop = threading.Event()
-    solve = state.loglik_pool.submit(
-        functools.partial(model_log_likelihood, model, points, RTOL, ATOL, should_stop=stop.is_set)
-    )
+    if deadline_s is not None and deadline_s <= 0:
+        raise ApiError(504, "the request's deadline passed before its likelihood solve began")
+    solve = state.loglik_pool.submit(_run, state, model, points, stop, ticket)
     answer = asyncio.wrap_future(solve)
     # a stopped solve ends in SolveStopped, which nobody awaits any more: read it here
     answer.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -78,7 +118,7 @@ async def _solve(
             return answer.result()
         if watcher is not None and watcher in done:
             raise ApiError(499, "client closed the request")
-        raise ApiError(504, f"deadline of {deadline_s} s exceeded: the solve was stopped")
+        raise ApiError(504, f"deadline of {deadline_s:g} s exceeded: the solve was stopped")
     finally:
         stop.set()  # a no-op for a finished solve; a queued or running one stops at once
         if watcher is not None:
@@ -97,14 +137,24 @@ class HeldOut:
     forward_kl_se_bits: float | None
 
 
-async def heldout(state: AppState, model: ReadyModel) -> HeldOut:
+async def heldout(state: AppState, model: ReadyModel, deadline_s: float | None = None) -> HeldOut:
     """HELDOUT_NLL_POINTS held-out points, once per model id (it does not change); requests
-    that arrive while it runs wait on the same computation."""
+    that arrive while it runs wait on the same computation, each until its own deadline (504
+    past it; the computation goes on for the next request, bounded by MAX_DEADLINE_S)."""
     task = state.nll_cache.get(model.id)
     if task is None or (task.done() and task.exception() is not None):
         task = asyncio.ensure_future(_heldout(state, model))
         state.nll_cache[model.id] = task
-    return await asyncio.shield(task)
+    if deadline_s is not None and deadline_s <= 0 and not task.done():
+        raise ApiError(504, "the request's deadline passed before its held-out likelihood")
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), deadline_s)
+    except TimeoutError:
+        raise ApiError(
+            504,
+            f"deadline exceeded: the held-out likelihood of {model.name} was not done within "
+            f"{deadline_s:.3g} s; it goes on, and a later request gets it",
+        ) from None
 
 
 async def heldout_nll_bits(state: AppState, model: ReadyModel) -> float | None:
@@ -113,8 +163,10 @@ async def heldout_nll_bits(state: AppState, model: ReadyModel) -> float | None:
 
 async def _heldout(state: AppState, model: ReadyModel) -> HeldOut:
     points = get_dataset(model.dataset, state.settings.heldout_nll_points, HELDOUT_SEED)
-    # only /evaluate asks, its samples already drawn: it waits for the solver, never a 503
-    result = await log_likelihood(state, model, points, refuse_when_busy=False)
+    # only /evaluate asks, its samples already drawn: it waits for the solver, never a 503;
+    # no one request's deadline stops it (others wait on it), the server's longest does
+    deadline = state.settings.max_deadline_s
+    result = await log_likelihood(state, model, points, refuse_when_busy=False, deadline_s=deadline)
     finite = result.log_density[result.finite]
     if not len(finite):
         return HeldOut(None, None, None)
@@ -164,5 +216,7 @@ async def loglik(body: LoglikRequest, request: Request, state: StateDep) -> Logl
         rtol=RTOL,
         atol=ATOL,
         evaluations=result.nfev,
+        point_evaluations=[int(k) for k in result.evaluations],
+        max_evaluations=state.settings.loglik_max_evaluations,
         seconds=result.seconds,
     )
