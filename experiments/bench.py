@@ -30,6 +30,7 @@ from experiments import (
     exact_bench,
     few_step_bench,
     guidance_bench,
+    loglik_bench,
     priority_bench,
     profile_bench,
     refactor_bench,
@@ -270,6 +271,7 @@ def bench(
         + len(few_step_bench.DATASETS) * ("few_step" in sections)
         + 4 * ("sweep" in sections)
         + ("sweep_latency" in sections)
+        + 3 * ("loglik" in sections)
     )
     bar = tqdm(total=total, desc="bench", unit="run")
     report: dict = {"machine": machine(), "device": str(device), "started": time.ctime()}
@@ -323,6 +325,8 @@ def bench(
     if "sweep_latency" in sections:
         report["sweep_latency"] = sweep_latency_bench.run(Path(store))
         bar.update(1)
+    if "loglik" in sections:
+        report["loglik"] = loglik_bench.loglik_cost(CheckpointStore(store), device, quick, bar)
     bar.close()
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     from experiments.bench_report import render

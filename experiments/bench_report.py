@@ -6,6 +6,7 @@ from experiments import (
     exact_bench,
     few_step_bench,
     guidance_bench,
+    loglik_bench,
     priority_bench,
     profile_bench,
     refactor_bench,
@@ -177,6 +178,8 @@ def render(report: dict) -> str:
         lines += sweep_bench.render(report["sweep"])
     if "sweep_latency" in report:
         lines += sweep_latency_bench.render(report["sweep_latency"])
+    if "loglik" in report:
+        lines += loglik_bench.render(report["loglik"])
     if "training" in report:
         t = report["training"]
         lines += [

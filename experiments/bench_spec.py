@@ -18,6 +18,7 @@ SECTIONS = (
     "few_step",
     "sweep",
     "sweep_latency",
+    "loglik",
 )
 
 

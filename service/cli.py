@@ -433,6 +433,7 @@ BENCH_SECTIONS = (
     "few_step",
     "sweep",
     "sweep_latency",
+    "loglik",
 )
 
 
