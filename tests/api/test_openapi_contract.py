@@ -55,7 +55,7 @@ def contract_server(api_store) -> Iterator[httpx.Client]:
     env["HELDOUT_NLL_POINTS"] = "10"
     # the fuzzer's /loglik points lie anywhere within 100 of the origin: a low cap on each
     # point's evaluations keeps every solve to seconds (the same code path as the default)
-    env["LOGLIK_MAX_EVALUATIONS"] = "2000"
+    env["LOGLIK_MAX_EVALUATIONS"] = "500"
     # one torch thread: tiny batches gain nothing from two, and on a busy 2-core machine two
     # threads made the run 15x slower (spinning against the client and other processes)
     env["TORCH_THREADS"] = "1"

@@ -70,10 +70,10 @@ def traffic(sampler: httpx.Client) -> None:
         for n, priority in ((16, "interactive"), (300, "batch"))
     ]
     requests += [
-        # 20 samples' log-density still sets the mean-log-p gauge; the default 200 cost ~15 s.
+        # 5 samples' log-density still sets the mean-log-p gauge; the default 200 cost ~15 s.
         # n = 300 sets every KL, coverage and exact gauge as 1,000 did: the panels are
         # checked for data, not for its value
-        ("/evaluate", {"dataset": "moons", "variant": v, "n": 300, "log_p_samples": 20})
+        ("/evaluate", {"dataset": "moons", "variant": v, "n": 300, "log_p_samples": 5})
         for v in ("baseline", "smoothed")
     ]
     requests += [("/sample", {"dataset": "moons", "n": 0})]  # a 422 for the error panels
