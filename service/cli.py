@@ -618,7 +618,7 @@ def _loglik(args: argparse.Namespace) -> int:
     import numpy as np
 
     from service.core.data import get_dataset
-    from service.core.likelihood import bits_per_dim, model_log_likelihood
+    from service.core.likelihood import bits_per_dim, default_solver, model_log_likelihood
 
     model = _load_model(args)
     points = (
@@ -645,7 +645,7 @@ def _loglik(args: argparse.Namespace) -> int:
             "bits_per_dim": float(bits_per_dim(finite)) if len(finite) else None,
             "evaluations": result.nfev,
             "point_evaluations_max": int(result.evaluations.max()),
-            "solver": args.solver,
+            "solver": args.solver or default_solver(model),
             "seconds": round(result.seconds, 3),
         }
     )
@@ -672,9 +672,10 @@ def _add_loglik(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tol", type=float, default=1e-5, help="solver rtol and atol")
     p.add_argument(
         "--solver",
-        default="pointwise",
+        default=None,
         choices=["pointwise", "scipy"],
-        help="pointwise: each point its own RK23 steps (the service's); scipy: one shared step",
+        help="pointwise: each point its own RK23 steps; scipy: one shared step (default: the "
+        "service's, pointwise but scipy on oracles)",
     )
     p.add_argument(
         "--max-evaluations", type=_positive, default=None, help="cap on each point's evaluations"

@@ -707,4 +707,9 @@ class LoglikResponse(BaseModel):
         description="The cap on a point's evaluations (LOGLIK_MAX_EVALUATIONS); a point past "
         "it is not finite, and its reason says so."
     )
+    solver: str = Field(
+        "pointwise",
+        description="pointwise: each point its own steps; scipy (oracle models): one shared "
+        "step, and the cap holds for the whole solve.",
+    )
     seconds: float

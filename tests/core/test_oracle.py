@@ -158,11 +158,15 @@ def test_the_likelihood_ode_on_the_oracle_recovers_the_exact_density(oracle_stor
     is off the origin (moons' is about (0.5, 0.3) before the affine map). A wrong divergence or
     score would miss by nats."""
     from service.core.data import get_dataset
-    from service.core.likelihood import model_log_likelihood
+    from service.core.likelihood import default_solver, model_log_likelihood
 
     model = oracle_store.load_ready("moons-oracle-improved")
+    assert default_solver(model) == "scipy"  # its density is computed one level at a time
     points = get_dataset("moons", 6, seed=8).astype(np.float64)
-    ode = model_log_likelihood(model, points, at_level=0).log_density
+    ode = model_log_likelihood(model, points, at_level=0).log_density  # scipy's, on oracles
     a, s = (float(v[0]) for v in model.levels)
     exact = exact_density("moons").log_p(torch.tensor(points), a, s).numpy()
     assert np.abs(ode - exact).max() < 0.3
+    # the per-point solver (each point at its own noise level) reaches the same answer
+    own = model_log_likelihood(model, points, at_level=0, solver="pointwise").log_density
+    assert np.abs(own - exact).max() < 0.3 and np.abs(own - ode).max() < 1e-2

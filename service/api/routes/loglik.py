@@ -23,6 +23,7 @@ from service.core.likelihood import (
     Likelihood,
     SolveStopped,
     bits_per_dim,
+    default_solver,
     model_log_likelihood,
 )
 from service.core.model import ReadyModel
@@ -218,5 +219,6 @@ async def loglik(body: LoglikRequest, request: Request, state: StateDep) -> Logl
         evaluations=result.nfev,
         point_evaluations=[int(k) for k in result.evaluations],
         max_evaluations=state.settings.loglik_max_evaluations,
+        solver=default_solver(model),
         seconds=result.seconds,
     )
