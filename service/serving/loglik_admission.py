@@ -157,15 +157,25 @@ class LoglikAdmission:
         with self._lock:
             self._tickets.discard(ticket)
 
-    def learn(self, ticket: SolveTicket, calls: int, evaluations: float, seconds: float) -> None:
-        """A finished solve's calls, point-evaluations in all and seconds: the model's shape and
-        the running scale move toward them."""
+    def learn(
+        self,
+        ticket: SolveTicket,
+        calls: int,
+        evaluations: float,
+        seconds: float,
+        typical: float | None = None,
+    ) -> None:
+        """A finished solve's calls, point-evaluations in all and seconds, and `typical`, the
+        evaluations of its median point (default: the mean): the model's figure moves toward
+        the median, so a few far points do not make every later request look expensive (their
+        cost still counts in the running scale, measured against the calls they took)."""
         if ticket.points <= 0 or calls <= 0:
             return
+        per_point = evaluations / ticket.points if typical is None else typical
         with self._lock:
             a = SMOOTHING
             known = self._per_point.get(ticket.model, DEFAULT_EVALUATIONS_PER_POINT)
-            self._per_point[ticket.model] = known + a * (evaluations / ticket.points - known)
+            self._per_point[ticket.model] = known + a * (per_point - known)
             modelled = calls * self.cost.call + evaluations * self.cost.row
             if modelled > 0 and seconds > 0:
                 ratio = min(max(seconds / modelled, CORRECTION_RANGE[0]), CORRECTION_RANGE[1])

@@ -80,6 +80,18 @@ def test_finished_solves_teach_the_evaluations_a_point_takes_and_the_speed():
     assert a.predict_s("other", 10) == pytest.approx(before / 2, rel=0.02)  # its own shape
 
 
+def test_a_far_point_in_a_solve_does_not_make_later_solves_look_expensive():
+    a = admission()
+    before = a.predict_s("m", 200)
+    ticket = a.admit("m", 3, deadline_s=None, now=0)
+    # two typical points and a far one of 22,000 evaluations, at the cost model's own speed
+    calls, evaluations = 22_000, 2 * 2_500 + 22_000
+    a.learn(ticket, calls, evaluations, PER_CALL.call * calls, typical=2_500)
+    assert a.predict_s("m", 200) == pytest.approx(before)
+    a.learn(ticket, calls, evaluations, PER_CALL.call * calls)  # the mean: 9,000 a point
+    assert a.predict_s("m", 200) > 1.5 * before
+
+
 def test_admission_off_takes_everything():
     a = admission(enabled=False)
     own = a.predict_s("m", 1)

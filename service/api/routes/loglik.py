@@ -91,7 +91,8 @@ def _run(
         state.metrics.on_loglik_work(e.calls, e.evaluations, 0.0)
         raise
     evaluations = int(result.evaluations.sum())
-    admission.learn(ticket, result.nfev, evaluations, result.seconds)
+    typical = float(np.median(result.evaluations))
+    admission.learn(ticket, result.nfev, evaluations, result.seconds, typical)
     state.metrics.on_loglik_work(result.nfev, evaluations, result.seconds)
     return result
 
