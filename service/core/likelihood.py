@@ -204,6 +204,8 @@ def ode_log_likelihood(
         raise ValueError(
             f"need sigma_max > 0 and sigma_offset > 0, got {sigma_max}, {sigma_offset}"
         )
+    if not 0 <= sigma_start < sigma_max:
+        raise ValueError(f"need 0 <= sigma_start < sigma_max, got {sigma_start}, {sigma_max}")
     start = time.perf_counter()
     span = (math.log(sigma_start + sigma_offset), math.log(sigma_max + sigma_offset))
     step = batch or len(y0)

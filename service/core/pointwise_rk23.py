@@ -14,6 +14,7 @@ Each accepted or rejected step costs three evaluations; the start costs two.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -68,6 +69,11 @@ def solve_rk23(
     """
     n = len(z0)
     device = z0.device
+    if s1 == s0:  # nothing to integrate (scipy returns the start likewise)
+        zeros = np.zeros(n, dtype=int)
+        return PointwiseSolution(
+            z0.clone(), np.ones(n, dtype=bool), np.full(n, None, object), zeros, 0
+        )
     z = z0.clone()
     s = torch.full((n,), float(s0), dtype=z0.dtype, device=device)
     evaluations = torch.zeros(n, dtype=torch.long, device=device)
@@ -91,7 +97,6 @@ def solve_rk23(
     finite = torch.isfinite(f).all(dim=1) & torch.isfinite(h_abs)
     retire(live[~finite], "non-finite values")
     live = live[finite]
-    tiny = float(torch.finfo(z0.dtype).eps)
     rejected = torch.zeros(n, dtype=torch.bool, device=device)
 
     while len(live):
@@ -102,6 +107,9 @@ def solve_rk23(
             if not len(live):
                 break
         s_at, z_at, k1 = s[live], z[live], f[live]
+        # scipy's floor: 10 ulps of s; a step below it would not move s at all
+        min_step = 10 * (torch.nextafter(s_at, torch.full_like(s_at, math.inf)) - s_at)
+        h_abs[live] = torch.maximum(h_abs[live], min_step)
         s_new = torch.minimum(s_at + h_abs[live], torch.full_like(s_at, s1))
         h = (s_new - s_at)[:, None]
         k2 = call(live, s_at + h[:, 0] / 2, z_at + h / 2 * k1)
@@ -131,8 +139,7 @@ def solve_rk23(
         s[take], z[take], f[take] = s_new[accepted], z_new[accepted], k4[accepted]
         retire(live[bad], "non-finite values")
         finished = accepted & (s_new >= s1)
-        # scipy's floor: 10 ulps of s; below it the solve cannot move
-        stuck = ~accepted & ~bad & (h_abs[live] < 10 * tiny * s_at.abs().clamp(min=1.0))
+        stuck = ~accepted & ~bad & (h_abs[live] < min_step)  # scipy: "step size too small"
         retire(live[stuck], "the step size fell below 10 ulps: the solve cannot go on")
         live = live[~(finished | bad | stuck)]
 
