@@ -168,7 +168,10 @@ async def evaluate_cell(state: AppState, cell: Claimed) -> dict[str, Any]:
     finally:
         abandon(sub)
     with_nll = bool(NLL_METRICS & set(cell.metrics))
-    answer = await scored(state, body, done, with_nll=with_nll, gauges=False)
+    try:  # its likelihoods keep the cell's deadline: past it, a failed cell saying so
+        answer = await scored(state, body, done, with_nll=with_nll, gauges=False)
+    except ApiError as e:
+        raise CellFailed(_detail(e)) from e
     if answer.kl_bits is None:
         raise CellFailed(
             f"{answer.nonfinite} of {answer.n} samples are non-finite: too few for the KL"
