@@ -3,7 +3,7 @@
 On the shipped moons-plain-improved, at the service's tolerance (rtol = atol = 1e-5) and cap
 (LOGLIK_MAX_EVALUATIONS), one torch thread as the service's solver thread:
   - 2,000 held-out points alone, and with 1% far points (20, at 10 to 50 from the origin in
-    random directions) beside them; target, the issue's: with far points <= 1.5x alone;
+    random directions) beside them; target: with far points <= 1.5x alone;
   - the near points' own evaluations in both runs (each point steps alone, so they should not
     move);
   - scipy's shared-step RK23 on the same held-out points alone: which solver the service keeps.

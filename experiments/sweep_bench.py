@@ -21,7 +21,7 @@ settings but the deadline: its /evaluate requests get the 600 s its sweep cells 
   the cells of one model and seed are the same computation whatever the guider or scale, so it
   is timed (and its samples scored) once per model and seed and counted once per cell.
 
-Targets (the issue's): sweep >= 3x faster than the serial /evaluate (serial_s / sweep_s), and
+Targets: sweep >= 3x faster than the serial /evaluate (serial_s / sweep_s), and
 the sweep's throughput >= 80% of the offline batch's (offline_s / sweep_s).
 """
 

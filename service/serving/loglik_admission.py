@@ -38,8 +38,9 @@ DEFAULT_SOLVE_COST = SolveCost(call=1.0e-3, row=1.7e-5)
 # moons model's held-out points at rtol = atol = 1e-5 take ~2,400 evaluations each.
 DEFAULT_EVALUATIONS_PER_POINT = 2_500.0
 # A solve takes as many calls as its hardest point takes evaluations, and the hardest of more
-# points is harder: measured on held-out points, the hardest of 200 took 1.7 times the mean,
-# of 2,000 2.1 times (docs/BENCHMARKS.md), close to 1 + 0.3 log10(points).
+# points is harder: on moons-plain-improved's held-out points (`model_log_likelihood` called
+# directly, 2-core CPU VM) the hardest of 200 took 1.7 times the mean (3,995 against 2,362),
+# of 2,000 2.0 times (4,979 against 2,434: docs/BENCHMARKS.md), close to 1 + 0.3 log10(points).
 HARDEST_SPREAD = 0.3
 SMOOTHING = 0.3  # weight of the newest solve in the learnt figures
 

@@ -229,7 +229,7 @@ def test_a_trained_model_prefers_its_data_and_flags_or_bounds_far_points(plain_m
 
 
 def test_a_far_point_does_not_raise_the_near_points_cost(plain_model):
-    """The issue's case: one point far from the data beside held-out points. Each point takes
+    """One point far from the data beside held-out points. Each point takes
     its own steps, so the near points' evaluations stay within 5% of their cost
     alone (seen: 1.00; not exactly equal, since a batch's float32 matmuls round differently
     with its size). (The shared-step scipy solve gave them the far point's steps: 3,077
