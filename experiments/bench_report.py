@@ -137,6 +137,25 @@ def _overload(o: dict) -> list[str]:
     ]
 
 
+def _renderers():
+    return (
+        ("sampler", _sampler),
+        ("guidance", guidance_bench.render),
+        ("service", _service),
+        ("stream", stream_bench.render),
+        ("schedulers", _schedulers),
+        ("priorities", priority_bench.render),
+        ("overload", _overload),
+        ("profile", profile_bench.render),
+        ("refactor", refactor_bench.render),
+        ("exact", exact_bench.render),
+        ("few_step", few_step_bench.render),
+        ("sweep", sweep_bench.render),
+        ("sweep_latency", sweep_latency_bench.render),
+        ("loglik", loglik_bench.render),
+    )
+
+
 def render(report: dict) -> str:
     m = report["machine"]
     mm = report["matmul_flops"]
@@ -152,34 +171,9 @@ def render(report: dict) -> str:
         + f"; peak {mm['peak'] / 1e9:,.1f} GFLOP/s.",
         "",
     ]
-    if "sampler" in report:
-        lines += _sampler(report["sampler"])
-    if "guidance" in report:
-        lines += guidance_bench.render(report["guidance"])
-    if "service" in report:
-        lines += _service(report["service"])
-    if "stream" in report:
-        lines += stream_bench.render(report["stream"])
-    if "schedulers" in report:
-        lines += _schedulers(report["schedulers"])
-    if "priorities" in report:
-        lines += priority_bench.render(report["priorities"])
-    if "overload" in report:
-        lines += _overload(report["overload"])
-    if "profile" in report:
-        lines += profile_bench.render(report["profile"])
-    if "refactor" in report:
-        lines += refactor_bench.render(report["refactor"])
-    if "exact" in report:
-        lines += exact_bench.render(report["exact"])
-    if "few_step" in report:
-        lines += few_step_bench.render(report["few_step"])
-    if "sweep" in report:
-        lines += sweep_bench.render(report["sweep"])
-    if "sweep_latency" in report:
-        lines += sweep_latency_bench.render(report["sweep_latency"])
-    if "loglik" in report:
-        lines += loglik_bench.render(report["loglik"])
+    for section, render_section in _renderers():  # the report's order, each where it ran
+        if section in report:
+            lines += render_section(report[section])
     if "training" in report:
         t = report["training"]
         lines += [

@@ -28,6 +28,7 @@ from service.core.likelihood import (
 )
 from service.core.model import ReadyModel
 from service.serving.admission import Overloaded, TooLong
+from service.serving.loglik_admission import SolveTicket
 
 router = APIRouter(tags=["likelihood"])
 RTOL = ATOL = 1e-5
@@ -76,7 +77,11 @@ async def log_likelihood(
 
 
 def _run(
-    state: AppState, model: ReadyModel, points: np.ndarray, stop: threading.Event, ticket
+    state: AppState,
+    model: ReadyModel,
+    points: np.ndarray,
+    stop: threading.Event,
+    ticket: SolveTicket,
 ) -> Likelihood:
     """The solve itself, on the likelihood thread: its work goes to the metrics and to what
     admission learns, whether it finishes or is stopped."""
@@ -103,7 +108,7 @@ async def _solve(
     points: np.ndarray,
     deadline_s: float | None,
     request: Request | None,
-    ticket,
+    ticket: SolveTicket,
 ) -> Likelihood:
     stop = threading.Event()
     if deadline_s is not None and deadline_s <= 0:
